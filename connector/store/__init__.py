@@ -1,0 +1,1 @@
+"""The SQLAlchemy store that fulfils :mod:`scim.backend` for one Hub organization."""
