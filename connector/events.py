@@ -1,0 +1,211 @@
+"""Signed access-change events for Hub's products, delivered at least once (DESIGN.md rule 12).
+
+An event is written to an outbox table in the same transaction as the change
+it announces, so no committed change goes unannounced and no rolled-back one
+is announced. A deliverer later POSTs each event to every endpoint the
+organization registered, signed with that endpoint's secret, and retries with
+exponential backoff until the endpoint answers 2xx. Products must therefore
+accept duplicates: every event carries a stable ``id``.
+
+Products that cannot receive webhooks may also read the same events in order
+from the access API (``GET /api/v1/events?after=ID``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from connector.db import Base, UTCDateTime, utcnow
+
+SIGNATURE_HEADER = "Hub-Signature"
+EVENT_ID_HEADER = "Hub-Event-Id"
+MAX_BACKOFF = timedelta(hours=1)
+
+
+class EventEndpoint(Base):
+    """A product's webhook. The secret signs deliveries, so it is kept, unlike tokens."""
+
+    __tablename__ = "event_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_org_id_id", "org_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EventDelivery(Base):
+    __tablename__ = "event_deliveries"
+    __table_args__ = (Index("ix_event_deliveries_due", "delivered_at", "next_attempt_at"),)
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("event_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Transport(Protocol):
+    """The part of ``requests.Session`` the deliverer uses; tests pass a fake."""
+
+    def post(
+        self, url: str, *, data: bytes, headers: Mapping[str, str], timeout: float
+    ) -> Any: ...
+
+
+def emit(
+    session: Session, org_id: int, event_type: str, subject: str, payload: dict[str, Any]
+) -> Event:
+    """Write one event and a pending delivery per endpoint, inside the caller's transaction."""
+    event = Event(
+        uid=str(uuid.uuid4()),
+        org_id=org_id,
+        type=event_type,
+        subject=subject,
+        payload=payload,
+        created_at=utcnow(),
+    )
+    session.add(event)
+    session.flush()
+    endpoint_ids = session.scalars(
+        select(EventEndpoint.id).where(EventEndpoint.org_id == org_id)
+    ).all()
+    for endpoint_id in endpoint_ids:
+        session.add(EventDelivery(event_id=event.id, endpoint_id=endpoint_id))
+    return event
+
+
+def add_endpoint(session: Session, org_id: int, url: str) -> tuple[str, str]:
+    """Register a webhook; returns its id and the signing secret (shown once)."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("an event endpoint must be an http(s) URL")
+    endpoint = EventEndpoint(
+        id=str(uuid.uuid4()), org_id=org_id, url=url, secret=secrets.token_urlsafe(32)
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint.id, endpoint.secret
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.uid,
+        "sequence": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "occurred_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "data": event.payload,
+    }
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>``: binds the body to a time."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, header: str, body: bytes, *, now: int, tolerance: int = 300) -> bool:
+    """What a product does on receipt: check the signature and reject stale replays."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    delivered: int
+    failed: int
+
+
+def deliver_due(
+    session: Session, transport: Transport, *, now: datetime | None = None, limit: int = 100
+) -> DeliveryReport:
+    """Attempt every due delivery once; the caller commits.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so several
+    app instances can deliver side by side without sending one event twice at
+    the same moment (SQLite serializes writers anyway).
+    """
+    moment = now or utcnow()
+    due = session.execute(
+        select(EventDelivery, Event, EventEndpoint)
+        .join(Event, Event.id == EventDelivery.event_id)
+        .join(EventEndpoint, EventEndpoint.id == EventDelivery.endpoint_id)
+        .where(EventDelivery.delivered_at.is_(None), EventDelivery.next_attempt_at <= moment)
+        .order_by(EventDelivery.event_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=EventDelivery)
+    ).all()
+    delivered = failed = 0
+    for delivery, event, endpoint in due:
+        body = json.dumps(event_body(event), separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event.uid,
+            SIGNATURE_HEADER: sign(endpoint.secret, int(moment.timestamp()), body),
+        }
+        delivery.attempts += 1
+        try:
+            response = transport.post(endpoint.url, data=body, headers=headers, timeout=10.0)
+            status = int(response.status_code)
+        except Exception as exc:  # any transport failure is retried later
+            status, error = 0, f"{type(exc).__name__}: {exc}"
+        else:
+            error = f"HTTP {status}"
+        if 200 <= status < 300:
+            delivery.delivered_at = moment
+            delivery.last_error = ""
+            delivered += 1
+        else:
+            backoff = min(timedelta(seconds=2**delivery.attempts), MAX_BACKOFF)
+            delivery.next_attempt_at = moment + backoff
+            delivery.last_error = error[:1000]
+            failed += 1
+    session.flush()
+    return DeliveryReport(delivered=delivered, failed=failed)
+
+
+def events_after(session: Session, org_id: int, after: int, limit: int = 100) -> list[Event]:
+    """Events of one organization in order, for products that poll instead of receiving."""
+    return list(
+        session.scalars(
+            select(Event)
+            .where(Event.org_id == org_id, Event.id > after)
+            .order_by(Event.id)
+            .limit(limit)
+        )
+    )
