@@ -1,0 +1,279 @@
+"""The application factory: configuration, database, authentication and the SCIM routes.
+
+:func:`create_app` builds one Flask application per call and keeps its state
+in ``app.extensions["hub_scim"]`` (an engine, a session factory, Authlib's
+resource protector, the rate limiter). Each request gets one database session,
+opened on first use and closed at teardown; the SCIM layer commits it once on
+success (STYLE.md rule 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
+from authlib.oauth2.rfc6750 import InsufficientScopeError
+from flask import Blueprint, Flask, Response, current_app, g
+from scim2_models import (
+    Context,
+    Error,
+    ForbiddenException,
+    ListResponse,
+    SCIMException,
+    UnauthorizedException,
+    User,
+)
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from connector.auth import AuthenticatedCredential, Scope, make_resource_protector
+from connector.db import make_engine, make_session_factory
+from connector.health import create_health_blueprint, database_ping
+from connector.migrations import ensure_sqlite_directory
+from connector.ratelimit import RateLimiter
+from connector.settings import Settings, load_settings
+from scim.backend import Backend
+from scim.settings import ScimSettings
+
+EXTENSION = "hub_scim"
+SCIM_PREFIX = "/scim/v2"
+REALM = "hub-scim"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubScim:
+    """Per-application state, kept in ``app.extensions["hub_scim"]``."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    protector: ResourceProtector
+    rate_limiter: RateLimiter
+    owns_engine: bool
+
+    def close(self) -> None:
+        """Release the connection pool, unless the engine was handed in."""
+        if self.owns_engine:
+            self.engine.dispose()
+
+
+def hub_scim(app: Flask | None = None) -> HubScim:
+    """The state of ``app``, or of the application handling the current request."""
+    state: HubScim = (app or current_app).extensions[EXTENSION]
+    return state
+
+
+def request_session() -> Session:
+    """This request's database session, opened on first use, closed at teardown."""
+    session: Session | None = g.get("hub_scim_session")
+    if session is None:
+        session = hub_scim().session_factory()
+        g.hub_scim_session = session
+    return session
+
+
+def _close_request_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("hub_scim_session", None)
+    if session is not None:
+        session.close()
+
+
+def request_org_id() -> int:
+    """The organization whose credential authenticated this SCIM request."""
+    credential: AuthenticatedCredential | None = g.get("hub_scim_credential")
+    if credential is None:
+        raise UnauthorizedException()
+    return credential.org_id
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, **overrides: Any
+) -> Flask:
+    """Build the service: ``settings`` (else loaded from the environment) plus ``overrides``.
+
+    ``engine`` lets a caller share one engine between applications (the test
+    suite does); otherwise the application creates and owns its own.
+    """
+    if settings is None:
+        settings = load_settings(**overrides)
+    elif overrides:
+        settings = dataclasses.replace(settings, **overrides)
+    logging.getLogger("connector").setLevel(settings.log_level.upper())
+
+    app = Flask(__name__)
+    # Werkzeug answers 413 before reading a larger body; the SCIM layer then
+    # holds each route to its own, possibly smaller, limit.
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.max_payload_bytes, settings.bulk_max_payload_bytes
+    )
+    _install_proxy_handling(app, settings)
+
+    owns_engine = engine is None
+    if engine is None:
+        ensure_sqlite_directory(settings.database_url)
+        engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+    app.extensions[EXTENSION] = HubScim(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory,
+        protector=make_resource_protector(request_session, REALM),
+        rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        owns_engine=owns_engine,
+    )
+    app.teardown_appcontext(_close_request_session)
+    app.register_blueprint(create_health_blueprint(database_ping(engine)))
+    _mount_scim(app, settings)
+    return app
+
+
+def scim_settings(settings: Settings) -> ScimSettings:
+    """The SCIM layer's limits, as configured (RFC 7644 section 5 advertises them)."""
+    return ScimSettings(
+        max_payload_bytes=settings.max_payload_bytes,
+        bulk_max_operations=settings.bulk_max_operations,
+        bulk_max_payload_bytes=settings.bulk_max_payload_bytes,
+        default_page_size=settings.default_page_size,
+        max_page_size=settings.max_page_size,
+        max_filter_length=settings.max_filter_length,
+        max_filter_comparisons=settings.max_filter_comparisons,
+        max_query_string_bytes=settings.max_query_string_bytes,
+        max_patch_operations=settings.max_patch_operations,
+        www_authenticate=f'Bearer realm="{REALM}"',
+    )
+
+
+def _request_backend() -> Backend:
+    from connector.store import SqlBackend
+
+    return SqlBackend(request_session(), request_org_id())
+
+
+def _mount_scim(app: Flask, settings: Settings) -> None:
+    try:
+        from scim.blueprint import create_blueprint, register_scim_error_handlers
+    except ModuleNotFoundError:  # TODO(integration): the SCIM layer has not landed yet
+        blueprint = _placeholder_scim_blueprint()
+    else:
+        blueprint = create_blueprint(_request_backend, scim_settings(settings))
+        register_scim_error_handlers(app, SCIM_PREFIX)
+    # Authentication runs before anything else of the SCIM layer, so that
+    # nothing is parsed for a caller without a credential.
+    blueprint.before_request_funcs.setdefault(None, []).insert(0, _authenticate_scim_request)
+    app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
+
+
+def _placeholder_scim_blueprint() -> Blueprint:
+    blueprint = Blueprint("scim", __name__)
+
+    @blueprint.get("/Users")
+    def list_users() -> Response:
+        empty = ListResponse[User[Any]](
+            total_results=0, resources=[], start_index=1, items_per_page=0
+        )
+        return _scim_response(empty.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE), 200)
+
+    return blueprint
+
+
+def _scim_response(document: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(document), status=status, content_type="application/scim+json")
+
+
+def _scim_error(exc: SCIMException) -> Response:
+    """An Error document (RFC 7644 section 3.12) for what is answered before the SCIM layer."""
+    error = exc.to_error()
+    return _scim_response(
+        error.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE), error.status or exc.status
+    )
+
+
+def _authenticate_scim_request() -> Response | None:
+    """Require a usable ``scim`` credential (RFC 6750 section 3); rate-limit it (issue #4)."""
+    state = hub_scim()
+    try:
+        credential: AuthenticatedCredential = state.protector.acquire_token([Scope.SCIM.value])
+    except OAuth2Error as error:
+        return _authentication_error(error)
+    retry_after = state.rate_limiter.acquire(credential.credential_id)
+    if retry_after is not None:
+        response = _scim_error(
+            SCIMException.from_error(
+                Error(status=429, detail="Too many requests for this credential")
+            )
+        )
+        response.headers["Retry-After"] = str(math.ceil(retry_after))
+        return response
+    g.hub_scim_credential = credential
+    return None
+
+
+def _authentication_error(error: OAuth2Error) -> Response:
+    """Authlib's verdict as a SCIM Error (RFC 7644 section 3.12), never as OAuth JSON.
+
+    RFC 6750 section 3: no error code when no credential was sent;
+    ``invalid_token`` (401) for an unknown, revoked or expired one;
+    ``insufficient_scope`` (403) for a credential of another scope, such as an
+    ``access`` credential of Hub's products.
+    """
+    challenge = f'Bearer realm="{REALM}"'
+    exc: SCIMException
+    if isinstance(error, MissingAuthorizationError | UnsupportedTokenTypeError):
+        exc = UnauthorizedException(
+            detail="A bearer token is required: Authorization: Bearer <token>"
+        )
+    elif isinstance(error, InsufficientScopeError):
+        challenge += f', error="insufficient_scope", scope="{Scope.SCIM.value}"'
+        exc = ForbiddenException(detail="This credential is not a SCIM provisioning credential")
+    else:
+        challenge += ', error="invalid_token"'
+        exc = UnauthorizedException(detail="The bearer token is invalid, expired or revoked")
+    response = _scim_error(exc)
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def _install_proxy_handling(app: Flask, settings: Settings) -> None:
+    if settings.trusted_proxy_count:
+        count = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
+        )
+    if settings.public_base_url:
+        app.wsgi_app = _PublicBaseUrl(  # type: ignore[method-assign]
+            app.wsgi_app, settings.public_base_url
+        )
+
+
+class _PublicBaseUrl:
+    """Makes every generated URL (``Location``, ``meta.location``) use the public origin.
+
+    A path in the public base URL is taken as the prefix a reverse proxy strips
+    before forwarding (WSGI ``SCRIPT_NAME``).
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Any], public_base_url: str) -> None:
+        self._wsgi_app = wsgi_app
+        parts = urlsplit(public_base_url)
+        self._scheme = parts.scheme
+        self._host = parts.netloc
+        self._script_name = parts.path.rstrip("/")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ["wsgi.url_scheme"] = self._scheme
+        environ["HTTP_HOST"] = self._host
+        if self._script_name:
+            environ["SCRIPT_NAME"] = self._script_name
+        return self._wsgi_app(environ, start_response)

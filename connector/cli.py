@@ -1,0 +1,320 @@
+"""The ``hub-scim`` command line: serve, organizations, credentials, database.
+
+Every command takes ``--database-url`` (else ``HUB_SCIM_DATABASE_URL``, else
+the SQLite default of :mod:`connector.settings`). A failure prints one line
+starting with ``Error:`` and exits non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from connector.auth import (
+    CredentialNotFoundError,
+    Scope,
+    create_credential,
+    list_credentials,
+    revoke_credential,
+)
+from connector.db import make_engine, make_session_factory
+from connector.migrations import current_revision, head_revision, upgrade_database
+from connector.organizations import (
+    Bootstrap,
+    OrganizationExistsError,
+    OrganizationNotFoundError,
+    bootstrap_first_start,
+    create_organization,
+    get_organization,
+    list_organizations,
+)
+from connector.server import HubScimServer
+from connector.settings import Settings, SettingsError, load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SCIM_PATH = "/scim/v2"
+
+database_url_option = click.option(
+    "--database-url",
+    envvar=None,
+    default=None,
+    metavar="URL",
+    help="sqlite:///PATH or postgresql://USER@HOST/DB "
+    "(default: $HUB_SCIM_DATABASE_URL, else a SQLite file in the user's data directory).",
+)
+
+
+def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one ``Error:`` line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except SettingsError as error:
+            raise click.ClickException(f"configuration: {error}") from None
+        except OrganizationNotFoundError as error:
+            raise click.ClickException(f"no organization named {error.args[0]!r}") from None
+        except OrganizationExistsError as error:
+            raise click.ClickException(
+                f"an organization named {error.args[0]!r} already exists"
+            ) from None
+        except CredentialNotFoundError:
+            raise click.ClickException(
+                "no credential of this organization matches that token or id"
+            ) from None
+        except SQLAlchemyError as error:
+            cause = str(getattr(error, "orig", None) or error).strip().splitlines()
+            raise click.ClickException(
+                f"database: {cause[0] if cause else type(error).__name__}"
+            ) from None
+
+    return wrapper
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+def _redacted(database_url: str) -> str:
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _session(database_url: str | None) -> Iterator[Session]:
+    """A session on a migrated database, committed when the block succeeds."""
+    settings = _settings(database_url=database_url)
+    engine = make_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            at = current_revision(connection)
+        if at != head_revision():
+            raise click.ClickException(
+                f"the database {_redacted(settings.database_url)} is not migrated "
+                f"(at {at or 'no revision'}): run `hub-scim db upgrade` first"
+            )
+        with make_session_factory(engine)() as session:
+            yield session
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hub-scim", prog_name="hub-scim")
+def cli() -> None:
+    """Hub's SCIM 2.0 connector for Okta and Microsoft Entra ID."""
+
+
+# -- serve -----------------------------------------------------------------
+
+
+def scim_base_url(settings: Settings) -> str:
+    """The URL to paste into the IdP: the public one when configured."""
+    if settings.public_base_url:
+        return settings.public_base_url + SCIM_PATH
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}{SCIM_PATH}"
+
+
+def print_bootstrap(bootstrap: Bootstrap, base_url: str) -> None:
+    click.echo("")
+    click.echo(f"First start: created organization {bootstrap.organization!r} and its SCIM token.")
+    click.echo("Paste these into Okta or Microsoft Entra ID (the token is shown only this once):")
+    click.echo(f"  SCIM base URL: {base_url}")
+    click.echo(f"  SCIM token:    {bootstrap.token}")
+    click.echo(
+        f"Revoke it with: hub-scim token revoke --org {bootstrap.organization} "
+        f"{bootstrap.credential_id}"
+    )
+    click.echo("")
+
+
+def prepare_to_serve(settings: Settings) -> Bootstrap | None:
+    """Migrate the database, then on an empty one create ``default`` and its token."""
+    before, after = upgrade_database(settings.database_url)
+    if before != after:
+        click.echo(f"Database migrated from {before or 'empty'} to {after}.")
+    engine = make_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with make_session_factory(engine)() as session:
+            return bootstrap_first_start(session)
+    finally:
+        engine.dispose()
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@database_url_option
+@click.option("--workers", type=int, default=None, help="Worker processes (default 2).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default 4).")
+@_clear_errors
+def serve(
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    workers: int | None,
+    threads: int | None,
+) -> None:
+    """Migrate the database and serve SCIM with gunicorn (production server)."""
+    settings = _settings(
+        host=host, port=port, database_url=database_url, workers=workers, threads=threads
+    )
+    click.echo(f"Database: {_redacted(settings.database_url)}")
+    bootstrap = prepare_to_serve(settings)
+    base_url = scim_base_url(settings)
+    if bootstrap is not None:
+        print_bootstrap(bootstrap, base_url)
+    click.echo(f"Serving SCIM 2.0 at {base_url} (health: /healthz, readiness: /readyz)")
+    HubScimServer(settings).run()
+
+
+# -- org -------------------------------------------------------------------
+
+
+@cli.group()
+def org() -> None:
+    """Organizations (tenants)."""
+
+
+@org.command("create")
+@click.argument("name")
+@database_url_option
+@_clear_errors
+def org_create(name: str, database_url: str | None) -> None:
+    """Create the organization NAME."""
+    with _session(database_url) as session:
+        organization = create_organization(session, name)
+        click.echo(f"Created organization {organization.name!r}.")
+
+
+@org.command("list")
+@database_url_option
+@_clear_errors
+def org_list(database_url: str | None) -> None:
+    """List organizations."""
+    with _session(database_url) as session:
+        for organization in list_organizations(session):
+            click.echo(organization.name)
+
+
+# -- token -----------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Bearer credentials of an organization."""
+
+
+@token.command("create")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@click.option(
+    "--scope",
+    type=click.Choice([scope.value for scope in Scope]),
+    default=Scope.SCIM.value,
+    show_default=True,
+    help="scim: for the IdP's provisioning; access: for Hub's products.",
+)
+@click.option("--label", default="", help="A note to tell credentials apart.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Default: never.")
+@database_url_option
+@_clear_errors
+def token_create(
+    org_name: str,
+    scope: str,
+    label: str,
+    expires_in_days: int | None,
+    database_url: str | None,
+) -> None:
+    """Create a credential; the token is printed once, alone on the last line."""
+    with _session(database_url) as session:
+        organization = get_organization(session, org_name)
+        ttl = timedelta(days=expires_in_days) if expires_in_days else None
+        credential_id, secret = create_credential(
+            session, organization.id, Scope(scope), label=label, ttl=ttl
+        )
+    click.echo(f"Created {scope} credential {credential_id} for organization {org_name!r}.")
+    click.echo("The token is shown only this once:")
+    click.echo(secret)
+
+
+@token.command("revoke")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@click.argument("token_or_id")
+@database_url_option
+@_clear_errors
+def token_revoke(org_name: str, token_or_id: str, database_url: str | None) -> None:
+    """Revoke a credential, named by its token or its id."""
+    with _session(database_url) as session:
+        organization = get_organization(session, org_name)
+        credential = revoke_credential(session, organization.id, token_or_id)
+        click.echo(f"Revoked credential {credential.id} of organization {org_name!r}.")
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+
+@token.command("list")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@database_url_option
+@_clear_errors
+def token_list(org_name: str, database_url: str | None) -> None:
+    """List an organization's credentials (never the tokens)."""
+    with _session(database_url) as session:
+        organization = get_organization(session, org_name)
+        credentials = list_credentials(session, organization.id)
+    click.echo(f"{'ID':36}  {'SCOPE':6}  {'CREATED':20}  {'EXPIRES':20}  {'REVOKED':20}  LABEL")
+    for credential in credentials:
+        click.echo(
+            f"{credential.id:36}  {credential.scope:6}  {_when(credential.created_at):20}  "
+            f"{_when(credential.expires_at):20}  {_when(credential.revoked_at):20}  "
+            f"{credential.label}"
+        )
+
+
+# -- db --------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@database_url_option
+@_clear_errors
+def db_upgrade(database_url: str | None) -> None:
+    """Apply every pending migration (safe to run from several instances at once)."""
+    settings = _settings(database_url=database_url)
+    before, after = upgrade_database(settings.database_url)
+    where = _redacted(settings.database_url)
+    if before == after:
+        click.echo(f"{where} is up to date (revision {after}).")
+    else:
+        click.echo(f"Migrated {where} from {before or 'empty'} to {after}.")
+
+
+def main() -> None:
+    """The ``hub-scim`` console script."""
+    cli(prog_name="hub-scim")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The service's configuration: defaults, then ``HUB_SCIM_*`` environment variables, then overrides.
+
+:func:`load_settings` is called once, by the app factory or the command line,
+and returns a frozen :class:`Settings`. Every value is checked when the object
+is built, so a bad value stops the service at start-up with a message that
+names the setting, never later in the middle of a request (STYLE.md rule 7).
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "HUB_SCIM_"
+MIB = 1024 * 1024
+
+logger = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the setting."""
+
+
+def default_database_url(environ: Mapping[str, str] | None = None) -> str:
+    """A SQLite file in the user's data directory, so data survives a restart wherever started.
+
+    Follows the XDG base-directory convention: ``$XDG_DATA_HOME/hub-scim``,
+    else ``~/.local/share/hub-scim``.
+    """
+    env = os.environ if environ is None else environ
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(data_home) / 'hub-scim' / 'hub-scim.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app, the command line and the server are configured by.
+
+    Each field ``name`` is read from the environment variable
+    ``HUB_SCIM_<NAME>`` (for example ``HUB_SCIM_DATABASE_URL``).
+    """
+
+    # Storage. Empty means default_database_url(), resolved by load_settings.
+    database_url: str = ""
+    # The externally visible origin (scheme://host[:port]) used in Location
+    # headers and meta.location when the service sits behind a proxy.
+    public_base_url: str | None = None
+    # Number of reverse proxies whose X-Forwarded-* headers are trusted.
+    trusted_proxy_count: int = 0
+
+    # SCIM limits (RFC 7644 sections 3.4.2.4, 3.7 and 5).
+    max_payload_bytes: int = 1 * MIB
+    bulk_max_payload_bytes: int = 1 * MIB
+    bulk_max_operations: int = 1000
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    max_filter_length: int = 4096
+    max_filter_comparisons: int = 100
+    max_query_string_bytes: int = 8192
+    max_patch_operations: int = 10_000
+
+    # Credentials. A SCIM token lives until revoked unless a TTL is set (0 =
+    # no expiry): IdPs hold one token for years and break when it expires.
+    scim_token_ttl_seconds: int = 0
+    access_token_ttl_seconds: int = 3600
+
+    # Per-credential request rate (token bucket); 0 disables. Sized far above
+    # what an Entra initial cycle or an Okta import sends (issue #4).
+    rate_limit_per_minute: int = 6000
+    rate_limit_burst: int = 1000
+
+    # Server (used by ``hub-scim serve`` and deploy/gunicorn.conf.py).
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    threads: int = 4
+    request_timeout_seconds: int = 60
+
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _validate(settings: Settings) -> None:
+    if not settings.database_url:
+        raise SettingsError(f"{_env_name('database_url')} must not be empty")
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError as error:
+        raise SettingsError(
+            f"{_env_name('database_url')} is not a database URL: {settings.database_url!r}"
+        ) from error
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(
+            f"{_env_name('database_url')} must be a sqlite:/// or postgresql:// URL, "
+            f"got {url.get_backend_name()!r}"
+        )
+    if settings.public_base_url is not None and not settings.public_base_url.startswith(
+        ("http://", "https://")
+    ):
+        raise SettingsError(
+            f"{_env_name('public_base_url')} must start with http:// or https://, "
+            f"got {settings.public_base_url!r}"
+        )
+    minimums = {
+        "max_payload_bytes": 1024,
+        "bulk_max_payload_bytes": 1024,
+        "bulk_max_operations": 1,
+        "max_page_size": 1,
+        "default_page_size": 1,
+        "max_filter_length": 16,
+        "max_filter_comparisons": 1,
+        "max_query_string_bytes": 256,
+        "max_patch_operations": 1,
+        "scim_token_ttl_seconds": 0,
+        "access_token_ttl_seconds": 1,
+        "rate_limit_per_minute": 0,
+        "rate_limit_burst": 1,
+        "trusted_proxy_count": 0,
+        "workers": 1,
+        "threads": 1,
+        "request_timeout_seconds": 1,
+    }
+    for name, minimum in minimums.items():
+        value = getattr(settings, name)
+        if value < minimum:
+            raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {value}")
+    if settings.default_page_size > settings.max_page_size:
+        raise SettingsError(
+            f"{_env_name('default_page_size')} ({settings.default_page_size}) must not exceed "
+            f"{_env_name('max_page_size')} ({settings.max_page_size})"
+        )
+    if not 1 <= settings.port <= 65535:
+        raise SettingsError(f"{_env_name('port')} must be between 1 and 65535, got {settings.port}")
+    if settings.log_level.upper() not in logging.getLevelNamesMapping():
+        raise SettingsError(f"{_env_name('log_level')} is not a log level: {settings.log_level!r}")
+
+
+def _env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _parse(field_name: str, field_type: Any, raw: str) -> Any:
+    if field_type is int:
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise SettingsError(
+                f"{_env_name(field_name)} must be an integer, got {raw!r}"
+            ) from None
+    if field_type is str:
+        return raw.strip()
+    return raw.strip() or None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then ``HUB_SCIM_*`` variables of ``environ``, then ``overrides``.
+
+    An override of ``None`` means "not given" (an absent command-line flag) and
+    leaves the environment's value in place. Unknown override names are an error.
+    """
+    env = os.environ if environ is None else environ
+    hints = get_type_hints(Settings)
+    names = {field.name for field in dataclasses.fields(Settings)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+    values: dict[str, Any] = {}
+    for name in names:
+        raw = env.get(_env_name(name))
+        if raw is not None:
+            values[name] = _parse(name, hints[name], raw)
+    for key in sorted(set(env) - {_env_name(name) for name in names}):
+        if key.startswith(ENV_PREFIX):
+            logger.warning("ignoring unknown setting %s", key)
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    if not values.get("database_url"):
+        values["database_url"] = default_database_url(env)
+    if values.get("public_base_url"):
+        values["public_base_url"] = values["public_base_url"].rstrip("/")
+    return Settings(**values)
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for another database or an in-memory one."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
