@@ -1,0 +1,74 @@
+"""The few SQL forms that differ between SQLite and PostgreSQL.
+
+A list of ids travels as ONE bound parameter (a JSON array read by
+``json_each`` on SQLite, an array on PostgreSQL) rather than one parameter per
+id, so that a PUT naming 20,000 members stays one statement on both databases
+and never meets SQLite's limit on bound variables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import ColumnElement, FromClause, String, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute
+
+SqlValue = ColumnElement[Any] | QueryableAttribute[Any]
+"""A column, an ORM attribute or any SQL expression."""
+
+
+def id_table(dialect: str, ids: Collection[str]) -> FromClause:
+    """A one-column table (``value``) holding ``ids``."""
+    if dialect == "postgresql":
+        array = bindparam("ids", list(ids), type_=ARRAY(String()), unique=True)
+        return func.unnest(array).table_valued("value").render_derived()
+    return func.json_each(
+        bindparam("ids", json.dumps(list(ids)), type_=String(), unique=True)
+    ).table_valued("value")
+
+
+def in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnElement[bool]:
+    """``column IN ids``, whatever the number of ids."""
+    table = id_table(dialect, ids)
+    return column.in_(select(table.c.value))
+
+
+def not_in_ids(
+    dialect: str, column: SqlValue, ids: Collection[str]
+) -> ColumnElement[bool]:
+    """``column NOT IN ids`` for a non-null column, whatever the number of ids."""
+    table = id_table(dialect, ids)
+    return column.not_in(select(table.c.value))
+
+
+def contains(dialect: str, column: SqlValue, text: str) -> ColumnElement[bool]:
+    """Substring test with ``text`` taken literally and compared with its case.
+
+    PostgreSQL's LIKE is case-sensitive (``%`` and ``_`` escaped); SQLite's is
+    not, so SQLite uses ``instr`` instead. Callers fold both sides for
+    case-insensitive attributes.
+    """
+    if text == "":
+        return column.is_not(None)
+    if dialect == "postgresql":
+        return column.contains(text, autoescape=True)
+    return func.instr(column, text) > 0
+
+
+def starts_with(dialect: str, column: SqlValue, text: str) -> ColumnElement[bool]:
+    if text == "":
+        return column.is_not(None)
+    if dialect == "postgresql":
+        return column.startswith(text, autoescape=True)
+    return func.substr(column, 1, len(text)) == text
+
+
+def ends_with(dialect: str, column: SqlValue, text: str) -> ColumnElement[bool]:
+    if text == "":
+        return column.is_not(None)
+    if dialect == "postgresql":
+        return column.endswith(text, autoescape=True)
+    return (func.length(column) >= len(text)) & (func.substr(column, -len(text)) == text)

@@ -1,0 +1,107 @@
+"""Group membership as set statements over ``group_members`` (RFC 7644 section 3.5.2).
+
+A delta naming k members costs O(k) statements' worth of work whatever the
+size of the group: the k ids are validated in one query, only missing pairs
+are inserted and only named pairs deleted, each statement reporting exactly
+the rows it changed (RETURNING) so the listener learns the exact delta.
+A replacement set is applied as its difference against the stored set, in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from scim2_models import InvalidValueException
+from sqlalchemy import ColumnElement, delete, exists, insert, literal, select
+from sqlalchemy.orm import Session
+
+from connector.store import dialect as sql
+from connector.store.indexing import check_storable
+from connector.store.tables import GroupMember, ScimResource
+from scim.backend import MemberChanges, ResourceKind
+
+_NAMED_IN_ERROR = 5
+
+
+def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> None:
+    """Every id to add or to keep names a User of this organization, else ``invalidValue``.
+
+    One query for all ids; the users found are share-locked on PostgreSQL
+    (``FOR KEY SHARE``) so that none can be deleted before this transaction
+    inserts its membership.
+    """
+    wanted = set(changes.add)
+    if changes.replace is not None:
+        wanted |= changes.replace
+    if not wanted:
+        return
+    check_storable({"members": sorted(wanted)})
+    dialect = session.get_bind().dialect.name
+    found = set(
+        session.scalars(
+            select(ScimResource.id)
+            .where(
+                ScimResource.org_id == org_id,
+                ScimResource.kind == ResourceKind.USER.value,
+                sql.in_ids(dialect, ScimResource.id, wanted),
+            )
+            .with_for_update(read=True, key_share=True)
+        )
+    )
+    unknown = sorted(wanted - found)
+    if unknown:
+        named = ", ".join(repr(member) for member in unknown[:_NAMED_IN_ERROR])
+        hidden = len(unknown) - _NAMED_IN_ERROR
+        more = f" and {hidden} more" if hidden > 0 else ""
+        raise InvalidValueException(
+            detail=f"members: {named}{more} do not name a User of this organization"
+        )
+
+
+def apply_member_changes(
+    session: Session, org_id: int, group_id: str, changes: MemberChanges
+) -> tuple[set[str], set[str]]:
+    """Apply a checked delta in the order MemberChanges documents; answer (added, removed).
+
+    The sets are net: a member removed and added back by the same delta is in
+    neither.
+    """
+    dialect = session.get_bind().dialect.name
+    member = GroupMember
+    of_group = member.group_id == group_id
+    removed: set[str] = set()
+    if changes.replace is not None:
+        removed |= _deleted(
+            session, of_group, sql.not_in_ids(dialect, member.user_id, changes.replace)
+        )
+    if changes.remove_all:
+        removed |= _deleted(session, of_group)
+    if changes.remove:
+        removed |= _deleted(session, of_group, sql.in_ids(dialect, member.user_id, changes.remove))
+    wanted = set(changes.add)
+    if changes.replace is not None and not changes.remove_all:
+        wanted |= changes.replace - changes.remove
+    inserted = _inserted(session, dialect, org_id, group_id, wanted) if wanted else set()
+    return inserted - removed, removed - inserted
+
+
+def _deleted(session: Session, *conditions: ColumnElement[bool]) -> set[str]:
+    statement = delete(GroupMember).where(*conditions).returning(GroupMember.user_id)
+    return set(session.scalars(statement))
+
+
+def _inserted(
+    session: Session, dialect: str, org_id: int, group_id: str, user_ids: Collection[str]
+) -> set[str]:
+    """Insert the pairs not stored yet, as one INSERT ... SELECT ... WHERE NOT EXISTS."""
+    member = GroupMember
+    ids = sql.id_table(dialect, user_ids)
+    missing = select(literal(group_id), ids.c.value, literal(org_id)).where(
+        ~exists().where(member.group_id == group_id, member.user_id == ids.c.value)
+    )
+    statement = (
+        insert(member)
+        .from_select(["group_id", "user_id", "org_id"], missing)
+        .returning(member.user_id)
+    )
+    return set(session.scalars(statement))
