@@ -1,0 +1,18 @@
+"""Hub access as pure rules over plain values (DESIGN.md rules 2 to 10, `seeds/`).
+
+Nothing here touches Flask, SQLAlchemy or any I/O: the provisioning layer reads
+the directory and IT's settings, calls these functions, and stores what they
+return. Modules:
+
+- :mod:`.roles`: the four platform roles and the seeds' permission matrix.
+- :mod:`.catalog`: products, their permissions (read-only or not), product
+  roles, access modes, onboarding flows, and product states.
+- :mod:`.mapping`: IT's mapping file (TOML), its validation with line
+  numbers, and binding rules to IdP groups that survives renames.
+- :mod:`.owners`: the two-Owner cap, hold queue and last-Owner rule as a pure
+  state transition.
+- :mod:`.derive`: one user's effective access (role, grants, dormant grants,
+  the role ceiling).
+- :mod:`.authorize`: may this user do X, with the reason.
+- :mod:`.onboarding`: once per user per product, ever.
+"""

@@ -1,0 +1,123 @@
+"""The four platform roles and the IT-facing permission matrix (DESIGN.md rule 7).
+
+Source: `seeds/org-roles.txt` and `seeds/product-access-control.txt`.
+
+The matrix is the seeds' table, row for row::
+
+    | Role   | Manage Users | Manage Roles | View Billing | View Audit |
+    | Owner  | Yes          | Yes          | Yes          | Yes        |
+    | Admin  | Yes          | No           | No           | Yes        |
+    | Member | No           | No           | No           | No         |
+    | Viewer | No           | No           | No           | No         |
+
+and three actions the seeds state in prose:
+
+- Export Audit: Owners only. Admin "Can view (but not export) the audit log";
+  DESIGN.md rule 11 "Owners and Admins view it; only Owners export it".
+- Enable Products: Owners only. "Only Owners can add or remove products from the
+  organization's subscription"; Owner "Can enable or disable products".
+- Grant Product Access: Owners and Admins. "Admins and Owners can grant access
+  to individual users"; "products.* (Owner or Admin)".
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Any
+
+
+@functools.total_ordering
+class Role(enum.Enum):
+    """A platform role; roles compare by power: Owner > Admin > Member > Viewer."""
+
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Role):
+            return NotImplemented
+        return self.rank < other.rank
+
+    @property
+    def title(self) -> str:
+        """The name as the seeds write it: "Owner", "Viewer"."""
+        return self.value.capitalize()
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        """The role named ``text``, case-insensitively ("Owner", "owner", " OWNER ").
+
+        Raises ValueError naming the known roles.
+        """
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown role {text!r} (expected one of {ROLE_NAMES})") from None
+
+
+_RANKS = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+ROLE_NAMES = ", ".join(role.value for role in sorted(Role, reverse=True))
+
+
+class ItAction(enum.Enum):
+    """An IT-facing action guarded by the permission matrix (DESIGN.md rule 7)."""
+
+    MANAGE_USERS = "manage_users"
+    MANAGE_ROLES = "manage_roles"
+    VIEW_BILLING = "view_billing"
+    VIEW_AUDIT = "view_audit"
+    EXPORT_AUDIT = "export_audit"
+    ENABLE_PRODUCTS = "enable_products"
+    GRANT_PRODUCT_ACCESS = "grant_product_access"
+
+    @property
+    def title(self) -> str:
+        return self.value.replace("_", " ").title()
+
+    @classmethod
+    def parse(cls, text: str) -> ItAction:
+        """The action named ``text``: "manage_users", "Manage Users" or "manage-users"."""
+        key = text.strip().lower().replace(" ", "_").replace("-", "_")
+        try:
+            return cls(key)
+        except ValueError:
+            known = ", ".join(action.value for action in cls)
+            raise ValueError(f"unknown action {text!r} (expected one of {known})") from None
+
+
+PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {
+    Role.OWNER: frozenset(ItAction),
+    Role.ADMIN: frozenset(
+        {
+            ItAction.MANAGE_USERS,
+            ItAction.VIEW_AUDIT,
+            ItAction.GRANT_PRODUCT_ACCESS,
+        }
+    ),
+    Role.MEMBER: frozenset(),
+    Role.VIEWER: frozenset(),
+}
+"""Which role may take which IT-facing action; see the module docstring for the seed rows."""
+
+
+def may(role: Role | None, action: ItAction) -> bool:
+    """Whether a user with platform ``role`` may take ``action`` (`seeds/org-roles.txt`).
+
+    ``None`` is the role of an inactive user (DESIGN.md rule 8): it may do nothing.
+    """
+    return role is not None and action in PERMISSION_MATRIX[role]
+
+
+def matrix_to_json() -> dict[str, Any]:
+    """The matrix as the IT API and CLI print it: role name to the actions it may take."""
+    return {
+        role.value: sorted(action.value for action in PERMISSION_MATRIX[role])
+        for role in sorted(Role, reverse=True)
+    }
