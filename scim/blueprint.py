@@ -1,0 +1,395 @@
+"""The SCIM 2.0 HTTP endpoints as one Flask blueprint (RFC 7644 section 3).
+
+Mount it at the SCIM base URL, with the error handlers for what a blueprint
+cannot catch::
+
+    app.register_blueprint(create_blueprint(provider, settings), url_prefix="/scim/v2")
+    register_scim_error_handlers(app, "/scim/v2")
+
+Views are thin: read the request, call one function of
+:mod:`scim.operations` (or :mod:`scim.bulk`) on the tenant's backend, commit
+once if it changed anything, serialize. Authentication is the application's:
+it registers a ``before_request`` on this blueprint that raises
+:class:`scim2_models.UnauthorizedException`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, request, url_for
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    InvalidValueException,
+    NotFoundException,
+    ResponseParameters,
+    SCIMException,
+)
+from werkzeug.datastructures import ETags
+from werkzeug.exceptions import HTTPException
+
+from scim.backend import Backend, BackendProvider, ResourceKind, Stored
+from scim.bulk import process_bulk
+from scim.discovery import (
+    discovery_list,
+    find_resource_type,
+    find_schema,
+    resource_type_document,
+    resource_types,
+    schema_document,
+    schemas,
+    service_provider_config,
+)
+from scim.errors import (
+    error_response,
+    exception_from_validation_error,
+    http_error_response,
+    internal_error_response,
+    scim_json_response,
+)
+from scim.http import etag_matches, read_json_body, weak_etag
+from scim.operations import (
+    create_resource,
+    delete_resource,
+    list_resources,
+    patch_resource,
+    replace_resource,
+    search_all,
+)
+from scim.query import parse_list_request, query_parameters, wants_attribute
+from scim.representation import (
+    list_response,
+    resource_location,
+    resource_response,
+    stored_from_document,
+)
+from scim.resources import ENDPOINTS, MEMBERSHIP_ATTRIBUTE, MODELS
+from scim.settings import ScimSettings
+
+T = TypeVar("T")
+
+_ENDPOINT_KINDS = {endpoint.strip("/"): kind for kind, endpoint in ENDPOINTS.items()}
+
+
+def create_blueprint(
+    provider: BackendProvider, settings: ScimSettings, name: str = "scim"
+) -> Blueprint:
+    """The SCIM endpoints over the backend ``provider`` gives for each request."""
+    blueprint = Blueprint(name, __name__)
+    views = _Views(provider, settings)
+
+    blueprint.before_request(views.check_query_string)
+
+    for endpoint, kind in _ENDPOINT_KINDS.items():
+        blueprint.add_url_rule(
+            f"/{endpoint}",
+            f"list_{endpoint.lower()}",
+            views.resources_view(kind),
+            methods=["GET", "POST"],
+        )
+        blueprint.add_url_rule(
+            f"/{endpoint}/.search",
+            f"search_{endpoint.lower()}",
+            views.search_view(kind),
+            methods=["POST"],
+        )
+        blueprint.add_url_rule(
+            f"/{endpoint}/<resource_id>",
+            f"{endpoint.lower()[:-1]}",
+            views.resource_view(kind),
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+        )
+    blueprint.add_url_rule("/.search", "search", views.search_root, methods=["POST"])
+    blueprint.add_url_rule("/Bulk", "bulk", views.bulk, methods=["POST"])
+    blueprint.add_url_rule(
+        "/ServiceProviderConfig", "service_provider_config", views.service_provider_config
+    )
+    blueprint.add_url_rule("/ResourceTypes", "resource_types", views.resource_types)
+    blueprint.add_url_rule(
+        "/ResourceTypes/<resource_type_id>", "resource_type", views.resource_type
+    )
+    blueprint.add_url_rule("/Schemas", "schemas", views.schemas)
+    blueprint.add_url_rule("/Schemas/<schema_id>", "schema", views.schema)
+
+    blueprint.register_error_handler(SCIMException, views.handle_scim_exception)
+    blueprint.register_error_handler(ValidationError, views.handle_validation_error)
+    blueprint.register_error_handler(HTTPException, http_error_response)
+    blueprint.register_error_handler(Exception, internal_error_response)
+    return blueprint
+
+
+class _Views:
+    """The view functions, sharing the backend provider and the settings."""
+
+    def __init__(self, provider: BackendProvider, settings: ScimSettings) -> None:
+        self.provider = provider
+        self.settings = settings
+
+    # -- errors ----------------------------------------------------------------
+
+    def handle_scim_exception(self, exc: SCIMException) -> Response:
+        return error_response(exc, self.settings.www_authenticate)
+
+    def handle_validation_error(self, exc: ValidationError) -> Response:
+        return error_response(exception_from_validation_error(exc))
+
+    def check_query_string(self) -> None:
+        """Refuse an over-long query string before reading it (issue 2, limits)."""
+        if len(request.query_string) > self.settings.max_query_string_bytes:
+            raise InvalidValueException(
+                detail=f"The query string exceeds {self.settings.max_query_string_bytes} bytes"
+            )
+
+    # -- resources ---------------------------------------------------------------
+
+    def resources_view(self, kind: ResourceKind) -> Callable[[], Response]:
+        def view() -> Response:
+            if request.method == "POST":
+                return self.create(kind)
+            return self.query(kind, query_parameters(request.args))
+
+        view.__name__ = f"{kind.value.lower()}s"
+        return view
+
+    def search_view(self, kind: ResourceKind) -> Callable[[], Response]:
+        def view() -> Response:
+            return self.query(kind, self._body(), context=Context.SEARCH_RESPONSE)
+
+        view.__name__ = f"search_{kind.value.lower()}s"
+        return view
+
+    def resource_view(self, kind: ResourceKind) -> Callable[[str], Response]:
+        def view(resource_id: str) -> Response:
+            if request.method == "GET":
+                return self.get(kind, resource_id)
+            if request.method == "PUT":
+                return self.replace(kind, resource_id)
+            if request.method == "PATCH":
+                return self.patch(kind, resource_id)
+            return self.delete(kind, resource_id)
+
+        view.__name__ = kind.value.lower()
+        return view
+
+    def query(
+        self,
+        kind: ResourceKind,
+        payload: Any,
+        context: Context = Context.RESOURCE_QUERY_RESPONSE,
+    ) -> Response:
+        """GET ``/Users`` or POST ``/Users/.search`` (RFC 7644 sections 3.4.2 and 3.4.3)."""
+        if not isinstance(payload, dict):
+            raise InvalidValueException(detail="A SearchRequest must be a JSON object")
+        parsed = parse_list_request(kind, payload, self.settings)
+        page = self._read(lambda backend: list_resources(backend, kind, parsed.query))
+        document = list_response(
+            [kind],
+            page.total,
+            parsed.query.start_index,
+            [(kind, stored_from_document(document)) for document in page.resources],
+            self.base_url,
+            context,
+            parsed.parameters,
+        )
+        return scim_json_response(document, 200)
+
+    def search_root(self) -> Response:
+        """POST ``/.search`` over Users and Groups (RFC 7644 section 3.4.3)."""
+        payload = self._body()
+        if not isinstance(payload, dict):
+            raise InvalidValueException(detail="A SearchRequest must be a JSON object")
+        kinds = [ResourceKind.USER, ResourceKind.GROUP]
+        parsed = {kind: parse_list_request(kind, payload, self.settings) for kind in kinds}
+        total, resources = self._read(
+            lambda backend: search_all(backend, kinds, {kind: parsed[kind].query for kind in kinds})
+        )
+        first = parsed[kinds[0]]
+        document = list_response(
+            kinds,
+            total,
+            first.query.start_index,
+            resources,
+            self.base_url,
+            Context.SEARCH_RESPONSE,
+            first.parameters,
+        )
+        return scim_json_response(document, 200)
+
+    def get(self, kind: ResourceKind, resource_id: str) -> Response:
+        """GET one resource (RFC 7644 section 3.4.1), or 304 when ``If-None-Match`` names it."""
+        parameters = self._response_parameters(kind)
+        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+        stored = self._read(
+            lambda backend: backend.get(kind, resource_id, include_members=include_members)
+        )
+        if_none_match = self._if_none_match()
+        if if_none_match is not None and etag_matches(if_none_match, stored.version):
+            return _no_content({"ETag": weak_etag(stored.version)}, status=304)
+        return self._resource(kind, stored, 200, Context.RESOURCE_QUERY_RESPONSE, parameters)
+
+    def create(self, kind: ResourceKind) -> Response:
+        """POST a resource (RFC 7644 section 3.3): 201 with ``Location``."""
+        payload = self._body()
+        parameters = self._response_parameters(kind)
+        stored = self._write(lambda backend: create_resource(backend, kind, payload))
+        response = self._resource(kind, stored, 201, Context.RESOURCE_CREATION_RESPONSE, parameters)
+        response.headers["Location"] = resource_location(self.base_url, kind, stored.id)
+        return response
+
+    def replace(self, kind: ResourceKind, resource_id: str) -> Response:
+        """PUT a resource (RFC 7644 section 3.5.1): 200 with the resource."""
+        payload = self._body()
+        parameters = self._response_parameters(kind)
+        if_match = self._if_match()
+        stored = self._write(
+            lambda backend: replace_resource(backend, kind, resource_id, payload, if_match)
+        )
+        return self._resource(kind, stored, 200, Context.RESOURCE_REPLACEMENT_RESPONSE, parameters)
+
+    def patch(self, kind: ResourceKind, resource_id: str) -> Response:
+        """PATCH a resource (RFC 7644 section 3.5.2).
+
+        A User answers 200 with the resource; a Group answers 204, unless the
+        request names ``attributes`` or ``excludedAttributes``: a group's
+        member list is never serialized just to acknowledge a change.
+        """
+        payload = self._body()
+        parameters = self._response_parameters(kind)
+        if_match = self._if_match()
+        projected = bool(parameters and (parameters.attributes or parameters.excluded_attributes))
+        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+
+        def apply(backend: Backend) -> tuple[Stored, bool]:
+            result = patch_resource(
+                backend,
+                kind,
+                resource_id,
+                payload,
+                self.settings,
+                if_match,
+                include_members=include_members,
+            )
+            if kind is ResourceKind.USER:
+                return result.stored, True
+            if projected:
+                return backend.get(kind, resource_id, include_members=include_members), True
+            return result.stored, False
+
+        stored, answered = self._write(apply)
+        if not answered:
+            return _no_content({"ETag": weak_etag(stored.version)})
+        return self._resource(kind, stored, 200, Context.RESOURCE_PATCH_RESPONSE, parameters)
+
+    def delete(self, kind: ResourceKind, resource_id: str) -> Response:
+        """DELETE a resource (RFC 7644 section 3.6): 204."""
+        if_match = self._if_match()
+        self._write(lambda backend: delete_resource(backend, kind, resource_id, if_match))
+        return _no_content()
+
+    def bulk(self) -> Response:
+        """POST ``/Bulk`` (RFC 7644 section 3.7): 200 with a BulkResponse."""
+        payload = read_json_body(request, self.settings.bulk_max_payload_bytes)
+        base_url = self.base_url
+        document = self._write(
+            lambda backend: process_bulk(backend, payload, self.settings, base_url)
+        )
+        return scim_json_response(document, 200)
+
+    # -- discovery ---------------------------------------------------------------
+
+    def service_provider_config(self) -> Response:
+        return scim_json_response(service_provider_config(self.settings, self.base_url), 200)
+
+    def resource_types(self) -> Response:
+        documents = [resource_type_document(rt, self.base_url) for rt in resource_types()]
+        return scim_json_response(discovery_list(documents), 200)
+
+    def resource_type(self, resource_type_id: str) -> Response:
+        found = find_resource_type(resource_type_id)
+        if found is None:
+            raise NotFoundException(detail=f"No resource type {resource_type_id!r}")
+        return scim_json_response(resource_type_document(found, self.base_url), 200)
+
+    def schemas(self) -> Response:
+        documents = [schema_document(schema, self.base_url) for schema in schemas()]
+        return scim_json_response(discovery_list(documents), 200)
+
+    def schema(self, schema_id: str) -> Response:
+        found = find_schema(schema_id)
+        if found is None:
+            raise NotFoundException(detail=f"No schema {schema_id!r}")
+        return scim_json_response(schema_document(found, self.base_url), 200)
+
+    # -- helpers -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The absolute SCIM base URL of this request, such as ``https://hub.example/scim/v2``."""
+        path = url_for(f"{request.blueprint}.service_provider_config")
+        return request.host_url.rstrip("/") + path.removesuffix("/ServiceProviderConfig")
+
+    def _body(self) -> Any:
+        return read_json_body(request, self.settings.max_payload_bytes)
+
+    def _read(self, action: Callable[[Backend], T]) -> T:
+        backend = self.provider()
+        try:
+            return action(backend)
+        finally:
+            backend.rollback()
+
+    def _write(self, action: Callable[[Backend], T]) -> T:
+        """Run a mutating request and commit it once, or roll everything back."""
+        backend = self.provider()
+        try:
+            result = action(backend)
+        except BaseException:
+            backend.rollback()
+            raise
+        backend.commit()
+        return result
+
+    def _resource(
+        self,
+        kind: ResourceKind,
+        stored: Stored,
+        status: int,
+        context: Context,
+        parameters: ResponseParameters[Any] | None,
+    ) -> Response:
+        document = resource_response(kind, stored, self.base_url, context, parameters)
+        return scim_json_response(document, status, {"ETag": weak_etag(stored.version)})
+
+    def _response_parameters(self, kind: ResourceKind) -> ResponseParameters[Any] | None:
+        """``attributes`` and ``excludedAttributes`` of the query string (RFC 7644 section 3.9)."""
+        parameters = {
+            key: value
+            for key, value in query_parameters(request.args).items()
+            if key in ("attributes", "excludedAttributes")
+        }
+        if not parameters:
+            return None
+        model = MODELS[kind]
+        try:
+            return ResponseParameters[model].model_validate(parameters)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise exception_from_validation_error(exc) from exc
+
+    def _if_match(self) -> ETags | None:
+        if not self.settings.etag_supported or "If-Match" not in request.headers:
+            return None
+        return request.if_match
+
+    def _if_none_match(self) -> ETags | None:
+        if not self.settings.etag_supported or "If-None-Match" not in request.headers:
+            return None
+        return request.if_none_match
+
+
+def _no_content(headers: dict[str, str] | None = None, status: int = 204) -> Response:
+    """An empty response, without a Content-Type since it has no content."""
+    response = Response(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response

@@ -1,0 +1,271 @@
+"""The SCIM operations on one backend: create, replace, patch, delete, get and list.
+
+Each function takes the request already parsed as JSON, validates it with
+scim2-models, and makes exactly the backend calls RFC 7644 section 3 needs.
+None commits: the caller commits once when the whole request succeeded. They
+know nothing of Flask, so Bulk runs the very same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    InvalidSyntaxException,
+    MutabilityException,
+    PatchOp,
+    PayloadTooLargeException,
+    PreconditionFailedException,
+    Resource,
+    ScimPolicy,
+)
+from werkzeug.datastructures import ETags
+
+from scim.backend import Backend, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.dialects import body_resource_id, normalize_patch, normalize_resource, require_object
+from scim.errors import exception_from_validation_error
+from scim.http import etag_matches
+from scim.membership import split_member_operations
+from scim.representation import (
+    creation_members,
+    from_stored,
+    parse_resource,
+    split_members,
+    stored_from_document,
+    to_backend_document,
+)
+from scim.resources import MODELS
+from scim.settings import ScimSettings
+
+PATCH_POLICY = ScimPolicy(
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
+"""How PATCH requests are read (RFC 7644 section 3.5.2, as Entra ID speaks it, issue 4).
+
+A ``remove`` may list the entries to remove in its ``value``, and an ``add``
+or ``replace`` on a filtered path that matches nothing, such as
+``emails[type eq "work"].value``, creates the entry the filter describes.
+"""
+
+_PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """The resource after a PATCH, and whether anything was written."""
+
+    stored: Stored
+    modified: bool
+
+
+def create_resource(backend: Backend, kind: ResourceKind, payload: Any) -> Stored:
+    """POST a resource (RFC 7644 section 3.3); a group's members travel as a delta."""
+    body = normalize_resource(kind, require_object(payload, "resource"))
+    resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST)
+    document = to_backend_document(resource)
+    if kind is ResourceKind.GROUP:
+        document, ids = split_members(document)
+        return backend.create(kind, document, members=creation_members(ids))
+    return backend.create(kind, document)
+
+
+def replace_resource(
+    backend: Backend,
+    kind: ResourceKind,
+    resource_id: str,
+    payload: Any,
+    if_match: ETags | None = None,
+) -> Stored:
+    """PUT a resource (RFC 7644 section 3.5.1).
+
+    ``id``, if the body carries one, must be the one of the URL. A group's
+    member list becomes the new member set, which the backend applies as a
+    difference against what it stores.
+    """
+    body = require_object(payload, "resource")
+    body_id = body_resource_id(body)
+    if body_id is not None and body_id != resource_id:
+        raise MutabilityException(
+            attribute="id", detail="The id in the body is not the id of the resource"
+        )
+    resource = parse_resource(
+        kind, normalize_resource(kind, body), Context.RESOURCE_REPLACEMENT_REQUEST
+    )
+    document = to_backend_document(resource)
+    members = None
+    if kind is ResourceKind.GROUP:
+        document, ids = split_members(document)
+        members = MemberChanges(replace=frozenset(ids or ()))
+    expected = expected_version(backend, kind, resource_id, if_match)
+    return backend.replace(kind, resource_id, document, members, expected_version=expected)
+
+
+def patch_resource(
+    backend: Backend,
+    kind: ResourceKind,
+    resource_id: str,
+    payload: Any,
+    settings: ScimSettings,
+    if_match: ETags | None = None,
+    include_members: bool = True,
+) -> PatchResult:
+    """PATCH a resource (RFC 7644 section 3.5.2): all operations apply, or none.
+
+    The stored resource is read, patched by scim2-models and written back
+    with the version it was read at. When another writer got there first the
+    backend refuses it, and the read-modify-write starts again, up to
+    ``settings.patch_retries`` times; a stale ``If-Match`` is refused at once.
+    A group's member operations become one delta, and its member list is
+    never read.
+    """
+    body = normalize_patch(kind, require_object(payload, "PATCH request"))
+    patch, members = parse_patch(kind, body, settings)
+    if kind is ResourceKind.GROUP:
+        include_members = False
+
+    attempts = settings.patch_retries + 1
+    for attempt in range(attempts):
+        stored = backend.get(kind, resource_id, include_members=include_members)
+        if if_match is not None and not etag_matches(if_match, stored.version):
+            raise PreconditionFailedException()
+        resource = from_stored(kind, stored.document)
+        modified = patch.patch(resource, scim_policy=PATCH_POLICY) if patch else False
+        if not modified and members.is_empty():
+            return PatchResult(stored=stored, modified=False)
+        document = to_backend_document(resource)
+        if kind is ResourceKind.GROUP:
+            document.pop("members", None)
+        try:
+            written = backend.replace(
+                kind,
+                resource_id,
+                document,
+                None if members.is_empty() else members,
+                expected_version=stored.version,
+            )
+        except PreconditionFailedException:
+            if attempt + 1 >= attempts:
+                raise
+            continue
+        return PatchResult(stored=written, modified=True)
+    raise PreconditionFailedException()  # pragma: no cover - the loop returns or raises
+
+
+def parse_patch(
+    kind: ResourceKind, body: dict[str, Any], settings: ScimSettings
+) -> tuple[PatchOp[Any] | None, MemberChanges]:
+    """The operations scim2-models applies, and for a group the member delta apart."""
+    operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
+    if isinstance(operations, list) and len(operations) > settings.max_patch_operations:
+        raise PayloadTooLargeException(
+            detail=f"A PATCH request carries at most {settings.max_patch_operations} operations"
+        )
+    members = MemberChanges()
+    if kind is ResourceKind.GROUP and isinstance(operations, list) and operations:
+        remaining, members = split_member_operations(operations)
+        if not remaining:
+            _check_patch_envelope(body)
+            return None, members
+        body = {key: value for key, value in body.items() if key.lower() != "operations"}
+        body["Operations"] = remaining
+    model: type[Resource[Any]] = MODELS[kind]
+    try:
+        patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
+            body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=PATCH_POLICY
+        )
+    except ValidationError as exc:
+        raise exception_from_validation_error(exc) from exc
+    return patch, members
+
+
+def _check_patch_envelope(body: dict[str, Any]) -> None:
+    """Check ``schemas`` of a PatchOp whose operations all went to the member delta.
+
+    As scim2-models does for the others: absent is tolerated, but if present
+    it must name the PatchOp schema.
+    """
+    schemas = next((v for k, v in body.items() if k.lower() == "schemas"), None)
+    if schemas is not None and (
+        not isinstance(schemas, list)
+        or _PATCH_SCHEMA.lower() not in {str(urn).lower() for urn in schemas}
+    ):
+        raise InvalidSyntaxException(
+            detail=f"schemas must contain the base schema '{_PATCH_SCHEMA}'"
+        )
+
+
+def delete_resource(
+    backend: Backend, kind: ResourceKind, resource_id: str, if_match: ETags | None = None
+) -> None:
+    """DELETE a resource (RFC 7644 section 3.6)."""
+    expected = expected_version(backend, kind, resource_id, if_match)
+    backend.delete(kind, resource_id, expected_version=expected)
+
+
+def expected_version(
+    backend: Backend, kind: ResourceKind, resource_id: str, if_match: ETags | None
+) -> str | None:
+    """The stored version an ``If-Match`` names, or 412 (RFC 7644 section 3.14).
+
+    The current version is read so that the backend receives it in its own
+    spelling; the backend then refuses the write if it changed meanwhile.
+    """
+    if if_match is None:
+        return None
+    stored = backend.get(kind, resource_id, include_members=False)
+    if not etag_matches(if_match, stored.version):
+        raise PreconditionFailedException()
+    return stored.version
+
+
+def list_resources(backend: Backend, kind: ResourceKind, query: ListQuery) -> Page:
+    """Query one resource type (RFC 7644 section 3.4.2)."""
+    if query.count == 0:
+        page = backend.list(kind, query)
+        return Page(total=page.total, resources=[])
+    return backend.list(kind, query)
+
+
+def search_all(
+    backend: Backend, kinds: list[ResourceKind], queries: dict[ResourceKind, ListQuery]
+) -> tuple[int, list[tuple[ResourceKind, Stored]]]:
+    """Query several resource types as one result list, in order (RFC 7644 section 3.4.3).
+
+    The types follow one another, each sorted as asked; ``startIndex`` and
+    ``count`` apply to the concatenation.
+    """
+    first = queries[kinds[0]]
+    skip = first.start_index - 1
+    wanted = first.count
+    total = 0
+    resources: list[tuple[ResourceKind, Stored]] = []
+    for kind in kinds:
+        query = queries[kind]
+        probe = backend.list(kind, _page_of(query, 1, 0))
+        total += probe.total
+        if wanted <= 0 or skip >= probe.total:
+            skip = max(0, skip - probe.total)
+            continue
+        page = backend.list(kind, _page_of(query, skip + 1, wanted))
+        resources += [(kind, stored_from_document(document)) for document in page.resources]
+        wanted -= len(page.resources)
+        skip = 0
+    return total, resources
+
+
+def _page_of(query: ListQuery, start_index: int, count: int) -> ListQuery:
+    return ListQuery(
+        filter=query.filter,
+        sort=query.sort,
+        start_index=start_index,
+        count=count,
+        include_members=query.include_members,
+    )
+
+
+def model_of(kind: ResourceKind) -> type[Resource[Any]]:
+    return MODELS[kind]

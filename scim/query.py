@@ -1,0 +1,179 @@
+"""List and search requests: filter, sort, paging, projection (RFC 7644 sections 3.4.2 to 3.9).
+
+The filter is parsed and checked against the resource schema by
+scim2-models' :class:`~scim2_models.ScimFilter`, then handed to the backend
+as a tree. An attribute the schema does not declare is kept in the tree: the
+backend evaluates it to false (RFC 7644 section 3.4.2.1). ``sortBy``,
+``attributes`` and ``excludedAttributes`` are read by scim2-models'
+:class:`~scim2_models.SearchRequest`, which refuses a ``sortBy`` naming no
+sortable attribute with ``invalidPath``: an ignored sort would hand the client
+an order it cannot tell from the one it asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    Extension,
+    InvalidFilterException,
+    Resource,
+    ResponseParameters,
+    ScimFilter,
+    SearchRequest,
+)
+from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, ValuePath
+
+from scim.backend import ListQuery, ResourceKind, SortKey
+from scim.errors import exception_from_validation_error
+from scim.resources import MEMBERSHIP_ATTRIBUTE, MODELS
+from scim.settings import ScimSettings
+
+QUERY_PARAMETERS = {
+    name.lower(): name
+    for name in (
+        "filter",
+        "attributes",
+        "excludedAttributes",
+        "sortBy",
+        "sortOrder",
+        "startIndex",
+        "count",
+    )
+}
+"""The query parameters of RFC 7644 sections 3.4.2 and 3.9, by lowercased name."""
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """A parsed list or search request: what to ask the backend and how to answer."""
+
+    query: ListQuery
+    parameters: SearchRequest[Any]
+    """``attributes`` and ``excludedAttributes`` (and the rest) to serialize the page with."""
+
+
+def query_parameters(args: Mapping[str, str]) -> dict[str, str]:
+    """The SCIM parameters of a query string, under their canonical names; others are ignored."""
+    parameters: dict[str, str] = {}
+    for name, value in args.items():
+        canonical = QUERY_PARAMETERS.get(name.lower())
+        if canonical is not None:
+            parameters[canonical] = value
+    return parameters
+
+
+def parse_list_request(
+    kind: ResourceKind, payload: Mapping[str, Any], settings: ScimSettings
+) -> ListRequest:
+    """Read a list query (GET) or a SearchRequest body (POST ``.search``) for one resource type."""
+    model = MODELS[kind]
+    fields = dict(payload)
+    raw_filter = _pop_case_insensitive(fields, "filter")
+    scim_filter = parse_filter(kind, raw_filter, settings) if raw_filter is not None else None
+    order_key = next((key for key in fields if key.lower() == "sortorder"), None)
+    if order_key is not None and isinstance(fields[order_key], str):
+        fields[order_key] = fields[order_key].lower()
+    try:
+        parameters = SearchRequest[model].model_validate(  # type: ignore[valid-type]
+            fields, scim_ctx=Context.SEARCH_REQUEST
+        )
+    except ValidationError as exc:
+        raise exception_from_validation_error(exc) from exc
+
+    count = settings.default_page_size if parameters.count is None else parameters.count
+    query = ListQuery(
+        filter=scim_filter,
+        sort=sort_key(parameters, model),
+        start_index=parameters.start_index or 1,
+        count=min(count, settings.max_page_size),
+        include_members=wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], model),
+    )
+    return ListRequest(query=query, parameters=parameters)
+
+
+def parse_filter(kind: ResourceKind, text: Any, settings: ScimSettings) -> FilterNode:
+    """Parse and check a filter within the advertised limits (RFC 7644 section 3.4.2.2)."""
+    if not isinstance(text, str):
+        raise InvalidFilterException(detail="filter must be a string")
+    if len(text) > settings.max_filter_length:
+        raise InvalidFilterException(
+            detail=f"filter is longer than {settings.max_filter_length} characters"
+        )
+    model = MODELS[kind]
+    parsed = ScimFilter[model](text)  # type: ignore[valid-type]
+    comparisons = count_comparisons(parsed.ast)
+    if comparisons > settings.max_filter_comparisons:
+        raise InvalidFilterException(
+            detail=f"filter has {comparisons} comparisons, "
+            f"more than the {settings.max_filter_comparisons} allowed"
+        )
+    return parsed.ast
+
+
+def count_comparisons(node: FilterNode) -> int:
+    """How many comparisons and presence tests a filter evaluates."""
+    if isinstance(node, LogicalExpr):
+        return sum(count_comparisons(term) for term in node.terms)
+    if isinstance(node, Not):
+        return count_comparisons(node.expr)
+    if isinstance(node, ValuePath):
+        return count_comparisons(node.val_filter)
+    return 1
+
+
+def sort_key(parameters: SearchRequest[Any], model: type[Resource[Any]]) -> SortKey | None:
+    """``sortBy``/``sortOrder`` as a canonical attribute path (RFC 7644 section 3.4.2.3)."""
+    binding = parameters.sort_binding(model)
+    if binding is None:
+        return None
+    descending = parameters.sort_order == SearchRequest.SortOrder.descending
+    return SortKey(attribute=canonical_path(binding), descending=descending)
+
+
+def canonical_path(binding: AttributeBinding) -> str:
+    """``name.familyName``, ``emails.value``, or ``<extension URN>:<attribute>[.<sub>]``."""
+    path = binding.model._scim_name(binding.field_name)
+    sub_model = binding.field_type
+    if binding.sub_field_name is not None and isinstance(sub_model, type):
+        path += "." + sub_model._scim_name(binding.sub_field_name)  # type: ignore[attr-defined]
+    if issubclass(binding.model, Extension):
+        path = f"{binding.model.__schema__}:{path}"
+    return path
+
+
+def wants_attribute(
+    parameters: ResponseParameters[Any] | None, attribute: str, model: type[Resource[Any]]
+) -> bool:
+    """Whether a response projected by ``attributes``/``excludedAttributes`` carries an attribute.
+
+    Used to skip loading a group's members or a user's groups altogether when
+    the client excluded them (RFC 7644 section 3.9), as Entra ID does.
+    """
+    if parameters is None:
+        return True
+    qualified = f"{model.__schema__}:{attribute}".lower()
+    names = {attribute.lower(), qualified}
+    if parameters.excluded_attributes:
+        excluded = {str(path).lower() for path in parameters.excluded_attributes}
+        if names & excluded:
+            return False
+    if parameters.attributes:
+        requested = [str(path).lower() for path in parameters.attributes]
+        return any(
+            name == candidate or name.startswith(candidate + ".")
+            for name in requested
+            for candidate in names
+        )
+    return True
+
+
+def _pop_case_insensitive(fields: dict[str, Any], name: str) -> Any:
+    for key in list(fields):
+        if key.lower() == name:
+            return fields.pop(key)
+    return None

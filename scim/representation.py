@@ -1,0 +1,121 @@
+"""From request bodies to backend documents, and from stored documents to responses.
+
+Requests are validated by scim2-models in the context of the operation
+(RFC 7644 section 3.2 and scim2-models' :class:`~scim2_models.Context`);
+documents sent to the backend are dumped in the request context, so read-only
+attributes never reach storage, and without ``password``. Responses are
+dumped in the response context with the client's ``attributes`` and
+``excludedAttributes`` (RFC 7644 section 3.9), so that ``returned``
+characteristics are honoured on every read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import Context, ListResponse, Resource, ResponseParameters
+
+from scim.backend import Document, MemberChanges, ResourceKind, Stored
+from scim.errors import exception_from_validation_error
+from scim.http import weak_etag
+from scim.membership import member_ids
+from scim.resources import ENDPOINTS, MODELS
+
+
+def parse_resource(kind: ResourceKind, payload: dict[str, Any], context: Context) -> Resource[Any]:
+    """Validate a (normalized) resource body in a request context."""
+    try:
+        return MODELS[kind].model_validate(payload, scim_ctx=context)
+    except ValidationError as exc:
+        raise exception_from_validation_error(exc) from exc
+
+
+def from_stored(kind: ResourceKind, document: Document) -> Resource[Any]:
+    """A stored document as a model, to apply a PATCH to or to serialize."""
+    return MODELS[kind].model_validate(document)
+
+
+def to_backend_document(resource: Resource[Any]) -> Document:
+    """The attributes a client may write, as a JSON-ready document.
+
+    Dumped in a request context, which leaves out read-only attributes
+    (``id``, ``meta``, a User's ``groups``); ``password`` is dropped too, as
+    Hub stores no password (issue 4).
+    """
+    document = resource.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+    document.pop("password", None)
+    return document
+
+
+def split_members(document: Document) -> tuple[Document, list[str] | None]:
+    """A group document without its ``members``, and their ids (None when absent)."""
+    members = document.pop("members", None)
+    return document, (member_ids(members) if members is not None else None)
+
+
+def creation_members(ids: list[str] | None) -> MemberChanges | None:
+    return MemberChanges(add=frozenset(ids)) if ids else None
+
+
+def resource_location(base_url: str, kind: ResourceKind, resource_id: str) -> str:
+    """The absolute URI of a resource (RFC 7643 section 3.1, ``meta.location``)."""
+    return f"{base_url}{ENDPOINTS[kind]}/{resource_id}"
+
+
+def stored_from_document(document: Document) -> Stored:
+    """A listed document as a :class:`Stored`: its id, and its version from ``meta.version``."""
+    meta = document.get("meta") or {}
+    return Stored(
+        id=str(document.get("id")), version=str(meta.get("version") or ""), document=document
+    )
+
+
+def stored_resource(kind: ResourceKind, stored: Stored, base_url: str) -> Resource[Any]:
+    """A stored resource as a model, with ``meta`` completed by the protocol layer."""
+    document = dict(stored.document)
+    meta = dict(document.get("meta") or {})
+    meta["resourceType"] = kind.value
+    meta["location"] = resource_location(base_url, kind, stored.id)
+    if stored.version:
+        meta["version"] = weak_etag(stored.version)
+    document["meta"] = meta
+    document["id"] = stored.id
+    return from_stored(kind, document)
+
+
+def resource_response(
+    kind: ResourceKind,
+    stored: Stored,
+    base_url: str,
+    context: Context,
+    parameters: ResponseParameters[Any] | None,
+) -> Document:
+    """The body answering a single-resource request."""
+    resource = stored_resource(kind, stored, base_url)
+    return resource.model_dump(scim_ctx=context, response_parameters=parameters)
+
+
+def list_response(
+    kinds: Sequence[ResourceKind],
+    total: int,
+    start_index: int,
+    resources: Sequence[tuple[ResourceKind, Stored]],
+    base_url: str,
+    context: Context,
+    parameters: ResponseParameters[Any] | None,
+) -> Document:
+    """A ListResponse (RFC 7644 section 3.4.2); ``Resources`` is always present, if empty."""
+    model: Any = reduce(or_, (MODELS[kind] for kind in kinds))
+    response = ListResponse[model](
+        total_results=total,
+        start_index=start_index,
+        items_per_page=len(resources),
+        resources=[stored_resource(kind, stored, base_url) for kind, stored in resources],
+    )
+    document = response.model_dump(scim_ctx=context, response_parameters=parameters)
+    document.setdefault("Resources", [])
+    return document

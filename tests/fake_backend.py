@@ -1,0 +1,252 @@
+"""An in-memory :class:`scim.backend.Backend` for the protocol layer's own tests.
+
+It keeps the contract (versions, uniqueness, member deltas, savepoints,
+commit and rollback) but none of its performance promises: it filters with
+scim2-models' ``ScimFilter.match`` over every resource, which the real store
+must never do. It also records the calls it receives, so tests can check that
+a group PATCH never loads the member list.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from scim2_models import (
+    InvalidValueException,
+    NotFoundException,
+    PreconditionFailedException,
+    ScimFilter,
+    SearchRequest,
+    UniquenessException,
+)
+
+from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.resources import MODELS
+
+UNIQUE_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
+
+
+@dataclass
+class Record:
+    id: str
+    version: int
+    document: Document
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass
+class FakeStore:
+    """The committed state shared by every backend of one test."""
+
+    resources: dict[ResourceKind, dict[str, Record]] = field(
+        default_factory=lambda: {kind: {} for kind in ResourceKind}
+    )
+    versions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
+    commits: int = 0
+    rollbacks: int = 0
+    fail_next_replace: int = 0
+    """Make the next n ``replace`` calls raise PreconditionFailed, as a concurrent writer would."""
+
+
+class FakeBackend:
+    """One request's view of a :class:`FakeStore`, committed or rolled back as a whole."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
+        self.working = copy.deepcopy(store.resources)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, kind: ResourceKind, resource_id: str, *, include_members: bool = True) -> Stored:
+        self.store.calls.append(("get", kind, resource_id, include_members))
+        return self._stored(kind, self._record(kind, resource_id), include_members)
+
+    def list(self, kind: ResourceKind, query: ListQuery) -> Page:
+        self.store.calls.append(("list", kind, query))
+        model = MODELS[kind]
+        records = list(self.working[kind].values())
+        pairs = [
+            (record, model.model_validate(self._document(kind, record, include_members=True)))
+            for record in records
+        ]
+        if query.filter is not None:
+            scim_filter = ScimFilter[model](query.filter)  # type: ignore[valid-type]
+            pairs = [
+                (record, resource) for record, resource in pairs if scim_filter.match(resource)
+            ]
+        if query.sort is not None:
+            request = SearchRequest[model](  # type: ignore[valid-type]
+                sort_by=query.sort.attribute,
+                sort_order="descending" if query.sort.descending else "ascending",
+            )
+            order = {id(resource): record for record, resource in pairs}
+            pairs = [
+                (order[id(resource)], resource) for resource in request.sort([r for _, r in pairs])
+            ]
+        start = query.start_index - 1
+        page = pairs[start : start + query.count]
+        return Page(
+            total=len(pairs),
+            resources=[self._document(kind, record, query.include_members) for record, _ in page],
+        )
+
+    # -- writes ----------------------------------------------------------------
+
+    def create(
+        self, kind: ResourceKind, document: Document, members: MemberChanges | None = None
+    ) -> Stored:
+        self.store.calls.append(("create", kind, members))
+        self._check_unique(kind, document, None)
+        now = _now()
+        record = Record(
+            id=str(uuid.uuid4()),
+            version=next(self.store.versions),
+            document={**copy.deepcopy(document), "meta": {"created": now, "lastModified": now}},
+        )
+        if members is not None:
+            self._apply_members(record, members)
+        self.working[kind][record.id] = record
+        return self._stored(kind, record, include_members=True)
+
+    def replace(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        document: Document,
+        members: MemberChanges | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> Stored:
+        self.store.calls.append(("replace", kind, resource_id, members, expected_version))
+        record = self._record(kind, resource_id)
+        if self.store.fail_next_replace:
+            self.store.fail_next_replace -= 1
+            record.version = next(self.store.versions)
+            raise PreconditionFailedException()
+        if expected_version is not None and expected_version != _etag(record.version):
+            raise PreconditionFailedException()
+        self._check_unique(kind, document, resource_id)
+        if "members" in document or "password" in document:
+            raise AssertionError("members and password never reach the backend document")
+        meta = record.document["meta"]
+        record.document = {
+            **copy.deepcopy(document),
+            "meta": {"created": meta["created"], "lastModified": _now()},
+        }
+        if members is not None:
+            self._apply_members(record, members)
+        record.version = next(self.store.versions)
+        return self._stored(kind, record, include_members=True)
+
+    def delete(
+        self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
+        self.store.calls.append(("delete", kind, resource_id, expected_version))
+        record = self._record(kind, resource_id)
+        if expected_version is not None and expected_version != _etag(record.version):
+            raise PreconditionFailedException()
+        del self.working[kind][resource_id]
+        if kind is ResourceKind.USER:
+            for group in self.working[ResourceKind.GROUP].values():
+                group.members.discard(resource_id)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        snapshot = copy.deepcopy(self.working)
+        try:
+            yield
+        except BaseException:
+            self.working = snapshot
+            raise
+
+    def commit(self) -> None:
+        self.store.commits += 1
+        self.store.resources = copy.deepcopy(self.working)
+
+    def rollback(self) -> None:
+        self.store.rollbacks += 1
+        self.working = copy.deepcopy(self.store.resources)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _record(self, kind: ResourceKind, resource_id: str) -> Record:
+        record = self.working[kind].get(resource_id)
+        if record is None:
+            raise NotFoundException(detail=f"{kind.value} {resource_id} not found")
+        return record
+
+    def _check_unique(self, kind: ResourceKind, document: Document, own_id: str | None) -> None:
+        attribute = UNIQUE_ATTRIBUTE[kind]
+        value = str(document.get(attribute, "")).lower()
+        for record in self.working[kind].values():
+            if record.id != own_id and str(record.document.get(attribute, "")).lower() == value:
+                raise UniquenessException(
+                    detail=f"{attribute} {document.get(attribute)!r} is taken"
+                )
+
+    def _apply_members(self, record: Record, changes: MemberChanges) -> None:
+        users = self.working[ResourceKind.USER]
+        for member_id in (changes.replace or frozenset()) | changes.add:
+            if member_id not in users:
+                raise InvalidValueException(detail=f"member {member_id!r} is not a user")
+        if changes.replace is not None:
+            record.members = set(changes.replace)
+        if changes.remove_all:
+            record.members = set()
+        record.members -= changes.remove
+        record.members |= changes.add
+
+    def _document(self, kind: ResourceKind, record: Record, include_members: bool) -> Document:
+        document = copy.deepcopy(record.document)
+        document["id"] = record.id
+        document["meta"] = {
+            **document["meta"],
+            "resourceType": kind.value,
+            "version": _etag(record.version),
+        }
+        if include_members and kind is ResourceKind.GROUP and record.members:
+            document["members"] = [
+                {"value": member, "type": "User"} for member in sorted(record.members)
+            ]
+        if include_members and kind is ResourceKind.USER:
+            groups = [
+                {"value": group.id, "display": group.document.get("displayName"), "type": "direct"}
+                for group in self.working[ResourceKind.GROUP].values()
+                if record.id in group.members
+            ]
+            if groups:
+                document["groups"] = groups
+        return document
+
+    def _stored(self, kind: ResourceKind, record: Record, include_members: bool) -> Stored:
+        return Stored(
+            id=record.id,
+            version=_etag(record.version),
+            document=self._document(kind, record, include_members),
+        )
+
+
+class FakeBackendProvider:
+    """A :class:`scim.backend.BackendProvider` giving a fresh backend over one store per request."""
+
+    def __init__(self, store: FakeStore | None = None) -> None:
+        self.store = store or FakeStore()
+
+    def __call__(self) -> FakeBackend:
+        return FakeBackend(self.store)
+
+
+def _etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
