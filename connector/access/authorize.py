@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, Catalog
 from connector.access.derive import DerivedAccess, Source, SourceKind
 from connector.access.roles import PERMISSION_MATRIX, ItAction, Role, may
@@ -37,18 +38,18 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
         return Decision(False, "user is inactive: all access is suspended (DESIGN.md rule 8)")
     found = catalog.permission(permission)
     if found is None:
-        return Decision(False, f"unknown permission {permission!r}")
+        return Decision(False, f"unknown permission {quote(permission)}")
     product = found.product
     grant = access.products.get(product)
     if grant is None:
         if product in access.dormant:
             return Decision(
                 False,
-                f"product {product!r} is not subscribed for this organization: "
+                f"product {quote(product)} is not subscribed for this organization: "
                 "the user's grant is dormant until it is enabled (DESIGN.md rule 5)",
                 access.dormant[product].sources,
             )
-        return Decision(False, f"product {product!r} is not granted to this user")
+        return Decision(False, f"product {quote(product)} is not granted to this user")
     if permission in grant.withheld:
         return Decision(
             False,
@@ -57,7 +58,7 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
         )
     sources = grant.permissions.get(permission)
     if sources is None:
-        return Decision(False, f"{permission} is not granted in {product!r}")
+        return Decision(False, f"{permission} is not granted in {quote(product)}")
     return Decision(True, "allowed via " + _describe(sources), sources)
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.access._text import quote
+
 
 class ProductState(enum.Enum):
     """A product's state for one organization (`seeds/product-access-control.txt`)."""
@@ -36,7 +38,9 @@ class ProductState(enum.Enum):
             return cls(key)
         except ValueError:
             known = ", ".join(state.value for state in cls)
-            raise ValueError(f"unknown product state {text!r} (expected one of {known})") from None
+            raise ValueError(
+                f"unknown product state {quote(text)} (expected one of {known})"
+            ) from None
 
 
 def counts(state: ProductState) -> bool:
@@ -180,7 +184,7 @@ class Catalog:
                 GrantProblem(
                     "product",
                     product,
-                    f"unknown product {product!r} (expected one of {', '.join(self.names)})",
+                    f"unknown product {quote(product)} (expected one of {', '.join(self.names)})",
                 )
             ]
         problems: list[GrantProblem] = []
@@ -192,7 +196,7 @@ class Catalog:
                     GrantProblem(
                         "product_roles",
                         name,
-                        f"unknown {product} role {name!r} (expected one of {known})",
+                        f"unknown {product} role {quote(name)} (expected one of {known})",
                     )
                 )
             elif role.access is AccessMode.CLIENT:
@@ -200,7 +204,7 @@ class Catalog:
                     GrantProblem(
                         "product_roles",
                         name,
-                        f"{product} role {name!r} is client access, which Portal manages; "
+                        f"{product} role {quote(name)} is client access, which Portal manages; "
                         "Hub grants staff access only",
                     )
                 )
@@ -211,14 +215,16 @@ class Catalog:
                     GrantProblem(
                         "permissions",
                         name,
-                        f"permission {name!r} belongs to product {owner.product!r}, "
-                        f"not {product!r}",
+                        f"permission {quote(name)} belongs to product {quote(owner.product)}, "
+                        f"not {quote(product)}",
                     )
                 )
             elif owner is None:
                 problems.append(
                     GrantProblem(
-                        "permissions", name, f"unknown permission {name!r} in product {product!r}"
+                        "permissions",
+                        name,
+                        f"unknown permission {quote(name)} in product {quote(product)}",
                     )
                 )
         return problems

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, Catalog, ProductState, counts
 from connector.access.mapping import MappingConfig, MappingRule, ProductGrant, group_ref_key
 from connector.access.onboarding import Onboarding, onboarding_status
@@ -60,9 +61,9 @@ class Source:
     def describe(self) -> str:
         if self.kind is SourceKind.RULE:
             subject = (
-                f"group {self.group!r}"
+                f"group {quote(self.group)}"
                 if self.group is not None
-                else f"SCIM role {self.scim_role!r}"
+                else f"SCIM role {quote(self.scim_role)}"
             )
             return f"rule {self.rule} ({subject})"
         if self.kind is SourceKind.MANUAL:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.access._source_lines import SourceLines
+from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, AccessMode, Catalog
 from connector.access.roles import Role
 
@@ -139,10 +140,10 @@ class MappingRule:
     def describe(self) -> str:
         """How sources and audit name the rule: ``rule 2 (group "PSA Technicians")``."""
         if self.group is not None:
-            subject = f"group {self.group!r}"
+            subject = f"group {quote(self.group)}"
         else:
-            subject = f"SCIM role {self.scim_role!r}"
-        label = f" {self.name!r}" if self.name else ""
+            subject = f"SCIM role {quote(self.scim_role)}"
+        label = f" {quote(self.name)}" if self.name else ""
         return f"rule {self.number}{label} ({subject})"
 
     def to_json(self) -> dict[str, Any]:
@@ -251,7 +252,7 @@ class _Parser:
             if key not in TOP_LEVEL_KEYS:
                 self.problem(
                     self.lines.key_line(None, key),
-                    f"unknown key {key!r} (expected one of {', '.join(TOP_LEVEL_KEYS)})",
+                    f"unknown key {quote(key)} (expected one of {', '.join(TOP_LEVEL_KEYS)})",
                 )
         default_role = self.top_role(data, "default_role", Role.MEMBER)
         fallback_role = self.top_role(data, "owner_fallback_role", Role.ADMIN)
@@ -300,14 +301,14 @@ class _Parser:
         domains: set[str] = set()
         for item in value:
             if not isinstance(item, str):
-                self.problem(line, f"client domain {item!r} must be a string")
+                self.problem(line, f"client domain {quote(item)} must be a string")
                 continue
             domain = item.strip().lower()
             where = self.lines.value_line(None, "client_domains", item)
             if "@" in domain:
-                self.problem(where, f"client domain {item!r} must be a domain, not an address")
+                self.problem(where, f"client domain {quote(item)} must be a domain, not an address")
             elif not _DOMAIN.match(domain):
-                self.problem(where, f"client domain {item!r} is not a domain name")
+                self.problem(where, f"client domain {quote(item)} is not a domain name")
             else:
                 domains.add(domain)
         return frozenset(domains)
@@ -328,7 +329,6 @@ class _Parser:
     def rule(self, index: int, table: dict[str, Any], map_scim_roles: bool) -> MappingRule | None:
         number = index + 1
         header = self.lines.rule_line(index)
-        before = len(self.problems)
 
         def at(key: str) -> int | None:
             return self.lines.key_line(index, key) or header
@@ -337,7 +337,8 @@ class _Parser:
             if key not in RULE_KEYS:
                 self.problem(
                     at(key),
-                    f"rule {number}: unknown key {key!r} (expected one of {', '.join(RULE_KEYS)})",
+                    f"rule {number}: unknown key {quote(key)} "
+                    f"(expected one of {', '.join(RULE_KEYS)})",
                 )
         name = self.text(index, table, "name")
         group = self.text(index, table, "group")
@@ -355,8 +356,9 @@ class _Parser:
         grant = self.grant(index, table)
         if "role" not in table and "product" not in table:
             self.problem(header, f"rule {number}: maps nothing; give role, product, or both")
-        if len(self.problems) > before:
+        if group is None and scim_role is None:
             return None
+        # Kept even when other parts are wrong, so duplicates are reported in the same pass.
         return MappingRule(number, group, scim_role, role, grant, name, header)
 
     def text(self, index: int, table: dict[str, Any], key: str) -> str | None:
@@ -392,7 +394,7 @@ class _Parser:
             )
         elif access != AccessMode.STAFF.value:
             self.problem(
-                access_line, f'rule {number}: unknown access {access!r} (expected "staff")'
+                access_line, f'rule {number}: unknown access {quote(access)} (expected "staff")'
             )
         product = table.get("product")
         if product is None:
@@ -407,13 +409,16 @@ class _Parser:
                 self.lines.key_line(index, "product"), f"rule {number}: product must be a string"
             )
             return None
-        for found in self.catalog.grant_problems(product, product_roles, permissions):
+        problems = self.catalog.grant_problems(product, product_roles, permissions)
+        for found in problems:
             line = (
                 self.lines.key_line(index, found.field)
                 if found.field == "product"
                 else self.lines.value_line(index, found.field, found.value)
             )
             self.problem(line, f"rule {number}: {found.message}")
+        if any(found.field == "product" for found in problems):
+            return None
         return ProductGrant(product, frozenset(product_roles), frozenset(permissions))
 
     def check_duplicates(self, rules: tuple[MappingRule, ...]) -> None:
@@ -428,14 +433,14 @@ class _Parser:
             if rule.role is not None:
                 targets.append("a role")
             if rule.grant is not None:
-                targets.append(f"product {rule.grant.product!r}")
+                targets.append(f"product {quote(rule.grant.product)}")
             for what in targets:
                 first = seen.setdefault((kind, group_ref_key(ref), what), rule)
                 if first is not rule:
                     self.problem(
                         rule.line,
                         f"rule {rule.number} duplicates rule {first.number} (line {first.line}): "
-                        f"{kind} {ref!r} already maps {what}",
+                        f"{kind} {quote(first.group or first.scim_role)} already maps {what}",
                     )
 
 

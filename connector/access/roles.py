@@ -26,6 +26,8 @@ import enum
 import functools
 from typing import Any
 
+from connector.access._text import quote
+
 
 @functools.total_ordering
 class Role(enum.Enum):
@@ -59,7 +61,7 @@ class Role(enum.Enum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise ValueError(f"unknown role {text!r} (expected one of {ROLE_NAMES})") from None
+            raise ValueError(f"unknown role {quote(text)} (expected one of {ROLE_NAMES})") from None
 
 
 _RANKS = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -89,7 +91,7 @@ class ItAction(enum.Enum):
             return cls(key)
         except ValueError:
             known = ", ".join(action.value for action in cls)
-            raise ValueError(f"unknown action {text!r} (expected one of {known})") from None
+            raise ValueError(f"unknown action {quote(text)} (expected one of {known})") from None
 
 
 PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {
