@@ -10,7 +10,6 @@ success (STYLE.md rule 3).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -22,16 +21,8 @@ from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750 import InsufficientScopeError
-from flask import Blueprint, Flask, Response, current_app, g
-from scim2_models import (
-    Context,
-    Error,
-    ForbiddenException,
-    ListResponse,
-    SCIMException,
-    UnauthorizedException,
-    User,
-)
+from flask import Flask, Response, current_app, g
+from scim2_models import Error, ForbiddenException, SCIMException, UnauthorizedException
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -42,7 +33,10 @@ from connector.health import create_health_blueprint, database_ping
 from connector.migrations import ensure_sqlite_directory
 from connector.ratelimit import RateLimiter
 from connector.settings import Settings, load_settings
+from connector.store import SqlBackend
 from scim.backend import Backend
+from scim.blueprint import create_blueprint
+from scim.errors import error_response, register_scim_error_handlers
 from scim.settings import ScimSettings
 
 EXTENSION = "hub_scim"
@@ -156,48 +150,16 @@ def scim_settings(settings: Settings) -> ScimSettings:
 
 
 def _request_backend() -> Backend:
-    from connector.store import SqlBackend
-
     return SqlBackend(request_session(), request_org_id())
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
-    try:
-        from scim.blueprint import create_blueprint, register_scim_error_handlers
-    except ModuleNotFoundError:  # TODO(integration): the SCIM layer has not landed yet
-        blueprint = _placeholder_scim_blueprint()
-    else:
-        blueprint = create_blueprint(_request_backend, scim_settings(settings))
-        register_scim_error_handlers(app, SCIM_PREFIX)
+    blueprint = create_blueprint(_request_backend, scim_settings(settings))
     # Authentication runs before anything else of the SCIM layer, so that
     # nothing is parsed for a caller without a credential.
     blueprint.before_request_funcs.setdefault(None, []).insert(0, _authenticate_scim_request)
     app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
-
-
-def _placeholder_scim_blueprint() -> Blueprint:
-    blueprint = Blueprint("scim", __name__)
-
-    @blueprint.get("/Users")
-    def list_users() -> Response:
-        empty = ListResponse[User[Any]](
-            total_results=0, resources=[], start_index=1, items_per_page=0
-        )
-        return _scim_response(empty.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE), 200)
-
-    return blueprint
-
-
-def _scim_response(document: dict[str, Any], status: int) -> Response:
-    return Response(json.dumps(document), status=status, content_type="application/scim+json")
-
-
-def _scim_error(exc: SCIMException) -> Response:
-    """An Error document (RFC 7644 section 3.12) for what is answered before the SCIM layer."""
-    error = exc.to_error()
-    return _scim_response(
-        error.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE), error.status or exc.status
-    )
+    register_scim_error_handlers(app, SCIM_PREFIX, f'Bearer realm="{REALM}"')
 
 
 def _authenticate_scim_request() -> Response | None:
@@ -209,7 +171,7 @@ def _authenticate_scim_request() -> Response | None:
         return _authentication_error(error)
     retry_after = state.rate_limiter.acquire(credential.credential_id)
     if retry_after is not None:
-        response = _scim_error(
+        response = error_response(
             SCIMException.from_error(
                 Error(status=429, detail="Too many requests for this credential")
             )
@@ -240,7 +202,7 @@ def _authentication_error(error: OAuth2Error) -> Response:
     else:
         challenge += ', error="invalid_token"'
         exc = UnauthorizedException(detail="The bearer token is invalid, expired or revoked")
-    response = _scim_error(exc)
+    response = error_response(exc)
     response.headers["WWW-Authenticate"] = challenge
     return response
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 09:08:13.234059
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
@@ -108,6 +108,33 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_org_id_id", ["org_id", "id"], unique=False)
 
     op.create_table(
+        "mapping_documents",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("applied_by", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_mapping_documents_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", name=op.f("pk_mapping_documents")),
+    )
+    op.create_table(
+        "product_states",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("product", sa.String(length=50), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_product_states_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "product", name=op.f("pk_product_states")),
+    )
+    op.create_table(
         "scim_resources",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
@@ -141,6 +168,26 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "access_snapshots",
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("access", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_access_snapshots_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_access_snapshots_user_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_access_snapshots")),
+    )
+    op.create_table(
         "event_deliveries",
         sa.Column("event_id", sa.Integer(), nullable=False),
         sa.Column("endpoint_id", sa.String(length=36), nullable=False),
@@ -168,6 +215,26 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "group_bindings",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("ref_key", sa.String(length=512), nullable=False),
+        sa.Column("group_id", sa.String(length=36), nullable=False),
+        sa.Column("bound_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_group_bindings_group_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_group_bindings_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "ref_key", name=op.f("pk_group_bindings")),
+    )
+    op.create_table(
         "group_members",
         sa.Column("group_id", sa.String(length=36), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=False),
@@ -189,6 +256,93 @@ def upgrade() -> None:
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.create_index("ix_group_members_user", ["user_id", "group_id"], unique=False)
 
+    op.create_table(
+        "manual_grants",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("product", sa.String(length=50), nullable=False),
+        sa.Column("product_roles", sa.JSON(), nullable=False),
+        sa.Column("permissions", sa.JSON(), nullable=False),
+        sa.Column("granted_by", sa.String(length=200), nullable=False),
+        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_manual_grants_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_manual_grants_user_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "user_id", "product", name=op.f("pk_manual_grants")),
+    )
+    op.create_table(
+        "onboarding_done",
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("product", sa.String(length=50), nullable=False),
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_onboarding_done_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_onboarding_done_user_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "product", name=op.f("pk_onboarding_done")),
+    )
+    op.create_table(
+        "owner_holds",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_owner_holds_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_owner_holds_user_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_owner_holds")),
+        sa.UniqueConstraint("org_id", "position", name="uq_owner_holds_position"),
+    )
+    op.create_table(
+        "owner_seats",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("seat", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("seated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kept_as_last", sa.Boolean(), nullable=False),
+        sa.CheckConstraint("seat IN (1, 2)", name=op.f("ck_owner_seats_seat_number")),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_owner_seats_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["scim_resources.id"],
+            name=op.f("fk_owner_seats_user_id_scim_resources"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "seat", name=op.f("pk_owner_seats")),
+        sa.UniqueConstraint("user_id", name="uq_owner_seats_user_id"),
+    )
     op.create_table(
         "scim_attribute_values",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -224,20 +378,28 @@ def downgrade() -> None:
         batch_op.drop_index("ix_scim_attribute_values_lookup")
 
     op.drop_table("scim_attribute_values")
+    op.drop_table("owner_seats")
+    op.drop_table("owner_holds")
+    op.drop_table("onboarding_done")
+    op.drop_table("manual_grants")
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.drop_index("ix_group_members_user")
 
     op.drop_table("group_members")
+    op.drop_table("group_bindings")
     with op.batch_alter_table("event_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_event_deliveries_due")
 
     op.drop_table("event_deliveries")
+    op.drop_table("access_snapshots")
     with op.batch_alter_table("scim_resources", schema=None) as batch_op:
         batch_op.drop_index("ix_scim_resources_modified")
         batch_op.drop_index("ix_scim_resources_external_id")
         batch_op.drop_index("ix_scim_resources_created")
 
     op.drop_table("scim_resources")
+    op.drop_table("product_states")
+    op.drop_table("mapping_documents")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_org_id_id")
 

@@ -1,0 +1,154 @@
+"""The application, its credentials and a SCIM test client, built on ``tests/fixtures_db.py``.
+
+``app`` shares the session-wide ``engine`` of the parametrized ``database_url``;
+``scim_token`` is a fresh SCIM credential of the per-test ``org_id``; ``scim``
+talks SCIM to the app as that organization's IdP would::
+
+    def test_okta_creates_a_user(scim):
+        response = scim.post("/Users", json={"schemas": [...], "userName": "ada"})
+        assert response.status_code == 201
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from werkzeug.test import TestResponse
+
+from connector.app import SCIM_PREFIX, hub_scim
+from connector.app import create_app as _create_app
+from connector.auth import Scope, create_credential
+from connector.db import make_session_factory
+from connector.organizations import create_organization
+
+SCIM_CONTENT_TYPE = "application/scim+json"
+
+
+class ScimClient:
+    """Sends SCIM requests under ``/scim/v2`` with a bearer token; returns Flask's test response.
+
+    ``json=`` bodies are sent as ``application/scim+json``; ``headers=`` adds
+    or overrides headers (``{"Authorization": None}`` sends none at all);
+    other keyword arguments go to Flask's test client (``query_string=``,
+    ``data=``, ``content_type=``...).
+    """
+
+    def __init__(self, client: FlaskClient, token: str | None, prefix: str = SCIM_PREFIX) -> None:
+        self.client = client
+        self.token = token
+        self.prefix = prefix
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str | None] | None = None,
+        **kwargs: Any,
+    ) -> TestResponse:
+        sent: dict[str, str | None] = {"Accept": SCIM_CONTENT_TYPE}
+        if self.token is not None:
+            sent["Authorization"] = f"Bearer {self.token}"
+        sent.update(headers or {})
+        if json is not None:
+            kwargs["data"] = jsonlib.dumps(json)
+            kwargs.setdefault("content_type", SCIM_CONTENT_TYPE)
+        return self.client.open(
+            self.prefix + path,
+            method=method,
+            headers={name: value for name, value in sent.items() if value is not None},
+            **kwargs,
+        )
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("DELETE", path, **kwargs)
+
+
+def issue_token(engine: Engine, org_id: int, scope: Scope = Scope.SCIM) -> str:
+    """A new committed credential of ``org_id``; returns the token."""
+    with make_session_factory(engine)() as session:
+        _credential_id, token = create_credential(session, org_id, scope)
+        session.commit()
+    return token
+
+
+def new_organization(engine: Engine) -> int:
+    """A new committed organization with a unique name; returns its id."""
+    with make_session_factory(engine)() as session:
+        organization = create_organization(session, f"org-{uuid.uuid4().hex[:12]}")
+        session.commit()
+        return organization.id
+
+
+@pytest.fixture
+def app_factory(database_url: str, engine: Engine) -> Iterator[Callable[..., Flask]]:
+    """Builds apps on the test database with setting overrides: ``app_factory(max_page_size=5)``.
+
+    Rate limiting is off unless a test sets it: scenario tests send bursts.
+    """
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        overrides.setdefault("rate_limit_per_minute", 0)
+        built = _create_app(database_url=database_url, engine=engine, **overrides)
+        built.config["TESTING"] = True
+        apps.append(built)
+        return built
+
+    yield build
+    for built in apps:
+        hub_scim(built).close()
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Flask]) -> Flask:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def scim_token(engine: Engine, org_id: int) -> str:
+    """A SCIM credential of this test's organization."""
+    return issue_token(engine, org_id)
+
+
+@pytest.fixture
+def scim(client: FlaskClient, scim_token: str) -> ScimClient:
+    """This test's organization's IdP, speaking SCIM."""
+    return ScimClient(client, scim_token)
+
+
+@pytest.fixture
+def other_org_id(engine: Engine) -> int:
+    """A second fresh organization, for tenant-isolation scenarios."""
+    return new_organization(engine)
+
+
+@pytest.fixture
+def other_org_scim(client: FlaskClient, engine: Engine, other_org_id: int) -> ScimClient:
+    """The IdP of another organization, on the same app."""
+    return ScimClient(client, issue_token(engine, other_org_id))

@@ -1,0 +1,162 @@
+"""The app factory: probes, per-request sessions, limits and the public base URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.pool import NullPool
+
+from connector.app import EXTENSION, create_app, hub_scim, request_session, scim_settings
+from connector.db import make_engine
+from connector.ratelimit import RateLimiter
+from connector.settings import load_settings
+from tests.fixtures_app import ScimClient
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def test_healthz_answers_without_a_credential(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_answers_when_the_database_does(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_answers_503_and_no_detail_when_the_database_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens on port 1: the connection is refused at once.
+    unreachable = make_engine("postgresql://postgres@127.0.0.1:1/none", poolclass=NullPool)
+    app = create_app(database_url="postgresql://postgres@127.0.0.1:1/none", engine=unreachable)
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable"}
+    assert "database does not answer" in caplog.text
+
+
+def test_the_factory_keeps_its_state_in_app_extensions(app: Flask) -> None:
+    state = hub_scim(app)
+
+    assert app.extensions[EXTENSION] is state
+    assert app.config["MAX_CONTENT_LENGTH"] == state.settings.max_payload_bytes
+    assert not state.owns_engine
+
+
+def test_each_request_gets_one_session_closed_at_teardown(app: Flask) -> None:
+    with app.test_request_context("/"):
+        session = request_session()
+        assert request_session() is session
+        session.connection()
+        assert session.in_transaction()
+    assert not session.in_transaction()
+
+
+def test_overrides_reach_the_scim_layer(app_factory: Callable[..., Flask]) -> None:
+    app = app_factory(max_page_size=50, default_page_size=10, bulk_max_operations=7)
+
+    limits = scim_settings(hub_scim(app).settings)
+
+    assert (limits.max_page_size, limits.default_page_size) == (50, 10)
+    assert limits.bulk_max_operations == 7
+    assert limits.www_authenticate == 'Bearer realm="hub-scim"'
+
+
+def test_an_app_built_from_settings_and_overrides(tmp_path: Any) -> None:
+    settings = load_settings({}, database_url=f"sqlite:///{tmp_path}/nested/dir/hub.db")
+
+    app = create_app(settings, max_payload_bytes=4096, bulk_max_payload_bytes=2048)
+
+    try:
+        assert app.config["MAX_CONTENT_LENGTH"] == 4096
+        assert (tmp_path / "nested" / "dir").is_dir()
+        assert hub_scim(app).owns_engine
+    finally:
+        hub_scim(app).close()
+
+
+def test_the_advertised_limits_come_from_the_settings(
+    app_factory: Callable[..., Flask], scim_token: str
+) -> None:
+    app = app_factory(max_page_size=50, default_page_size=10, bulk_max_operations=7)
+    scim = ScimClient(app.test_client(), scim_token)
+
+    config = scim.get("/ServiceProviderConfig").get_json(force=True)
+
+    assert config["bulk"]["maxOperations"] == 7
+    assert config["filter"]["maxResults"] == 50
+
+
+def test_an_oversized_body_is_a_scim_413(
+    app_factory: Callable[..., Flask], scim_token: str
+) -> None:
+    app = app_factory(max_payload_bytes=2048, bulk_max_payload_bytes=2048)
+    scim = ScimClient(app.test_client(), scim_token)
+
+    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": "x" * 4096})
+
+    assert response.status_code == 413
+    assert response.mimetype == "application/scim+json"
+
+
+def test_locations_use_the_public_base_url_behind_a_proxy(
+    app_factory: Callable[..., Flask], scim_token: str
+) -> None:
+    app = app_factory(public_base_url="https://scim.example.com")
+    scim = ScimClient(app.test_client(), scim_token)
+
+    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": "proxy@example.com"})
+
+    assert response.status_code == 201
+    assert response.headers["Location"].startswith("https://scim.example.com/scim/v2/Users/")
+    assert response.get_json(force=True)["meta"]["location"] == response.headers["Location"]
+
+
+def test_a_credential_past_its_rate_gets_a_scim_429_with_retry_after(
+    app_factory: Callable[..., Flask], scim_token: str, other_org_scim: ScimClient
+) -> None:
+    app = app_factory(rate_limit_per_minute=60, rate_limit_burst=2)
+    scim = ScimClient(app.test_client(), scim_token)
+    other = ScimClient(app.test_client(), other_org_scim.token)
+
+    statuses = [scim.get("/Users").status_code for _ in range(3)]
+    limited = scim.get("/Users")
+
+    assert statuses == [200, 200, 429]
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/scim+json"
+    assert limited.get_json(force=True)["status"] == "429"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert other.get("/Users").status_code == 200
+
+
+def test_the_rate_limiter_refills_with_time() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, burst=2, clock=lambda: now[0])
+
+    assert limiter.acquire("a") is None
+    assert limiter.acquire("a") is None
+    wait = limiter.acquire("a")
+    assert wait == pytest.approx(1.0)
+    assert limiter.acquire("b") is None
+    now[0] += 1.0
+    assert limiter.acquire("a") is None
+
+
+def test_a_zero_rate_turns_the_limiter_off() -> None:
+    limiter = RateLimiter(per_minute=0, burst=1)
+
+    assert not limiter.enabled
+    assert all(limiter.acquire("a") is None for _ in range(10))
