@@ -84,7 +84,25 @@ def stored_resource(kind: ResourceKind, stored: Stored, base_url: str) -> Resour
         meta["version"] = weak_etag(stored.version)
     document["meta"] = meta
     document["id"] = stored.id
+    for attribute, target in (("members", ResourceKind.USER), ("groups", ResourceKind.GROUP)):
+        if isinstance(document.get(attribute), list):
+            document[attribute] = [
+                _with_ref(entry, target, base_url) for entry in document[attribute]
+            ]
     return from_stored(kind, document)
+
+
+def _with_ref(entry: Any, kind: ResourceKind, base_url: str) -> Any:
+    """A member or group entry with its ``$ref`` (RFC 7643 sections 4.1.2 and 4.2).
+
+    Backends keep ids only; the URI depends on the base URL of the request.
+    A group member is a User unless its ``type`` says Group.
+    """
+    if not isinstance(entry, dict) or entry.get("$ref") or not entry.get("value"):
+        return entry
+    if entry.get("type") == "Group":
+        kind = ResourceKind.GROUP
+    return {**entry, "$ref": resource_location(base_url, kind, str(entry["value"]))}
 
 
 def resource_response(

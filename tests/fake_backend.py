@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json as _json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import Flask
 from scim2_models import (
     InvalidValueException,
     NotFoundException,
@@ -26,10 +28,15 @@ from scim2_models import (
     SearchRequest,
     UniquenessException,
 )
+from werkzeug.test import TestResponse
 
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
-from scim.resources import MODELS
+from scim.blueprint import create_blueprint
+from scim.errors import register_scim_error_handlers
+from scim.resources import GROUP_SCHEMA, MODELS, USER_SCHEMA
+from scim.settings import ScimSettings
 
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 UNIQUE_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 
 
@@ -250,3 +257,66 @@ def _etag(version: int) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def make_scim_app(
+    settings: ScimSettings | None = None, store: FakeStore | None = None
+) -> tuple[Flask, FakeBackendProvider]:
+    """A bare Flask app serving the SCIM blueprint at ``/scim/v2`` over a fresh fake store."""
+    provider = FakeBackendProvider(store)
+    app = Flask("scim_protocol_tests")
+    app.register_blueprint(
+        create_blueprint(provider, settings or ScimSettings()), url_prefix="/scim/v2"
+    )
+    register_scim_error_handlers(app, "/scim/v2")
+    return app, provider
+
+
+class ScimClient:
+    """Flask's test client with the ``/scim/v2`` prefix and SCIM media type, for scenario tests."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client = app.test_client()
+
+    def open(self, method: str, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if json is not None:
+            headers.setdefault("Content-Type", "application/scim+json")
+            kwargs["data"] = _json.dumps(json)
+        response: TestResponse = self.client.open(
+            "/scim/v2" + path, method=method, headers=headers, **kwargs
+        )
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
+        return self.open("POST", path, json, **kwargs)
+
+    def put(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
+        return self.open("PUT", path, json, **kwargs)
+
+    def patch(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
+        return self.open("PATCH", path, json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("DELETE", path, **kwargs)
+
+
+def patch_op(*operations: dict[str, Any]) -> dict[str, Any]:
+    """A PatchOp body (RFC 7644 section 3.5.2)."""
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+def user(user_name: str, **attributes: Any) -> dict[str, Any]:
+    """A User creation body."""
+    return {"schemas": [USER_SCHEMA], "userName": user_name, **attributes}
+
+
+def group(display_name: str, *member_ids: str, **attributes: Any) -> dict[str, Any]:
+    """A Group creation body, with members given by id."""
+    body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "displayName": display_name, **attributes}
+    if member_ids:
+        body["members"] = [{"value": member_id} for member_id in member_ids]
+    return body
