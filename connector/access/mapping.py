@@ -281,13 +281,14 @@ class _Parser:
 
     def role(self, index: int | None, key: str, value: Any) -> Role | None:
         line = self.lines.key_line(index, key) or self.rule_line(index)
+        prefix = "" if index is None else f"rule {index + 1}: "
         if not isinstance(value, str):
-            self.problem(line, f"{key} must be a string")
+            self.problem(line, f"{prefix}{key} must be a string")
             return None
         try:
             return Role.parse(value)
         except ValueError as error:
-            self.problem(line, str(error))
+            self.problem(line, f"{prefix}{error}")
             return None
 
     def rule_line(self, index: int | None) -> int | None:
