@@ -153,7 +153,7 @@ def prepare_to_serve(settings: Settings) -> Bootstrap | None:
     engine = make_engine(settings.database_url, poolclass=NullPool)
     try:
         with make_session_factory(engine)() as session:
-            return bootstrap_first_start(session)
+            return bootstrap_first_start(session, settings.scim_token_ttl)
     finally:
         engine.dispose()
 
@@ -232,7 +232,12 @@ def token() -> None:
     help="scim: for the IdP's provisioning; access: for Hub's products.",
 )
 @click.option("--label", default="", help="A note to tell credentials apart.")
-@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="Default: never.")
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default: never (scim tokens: HUB_SCIM_SCIM_TOKEN_TTL_SECONDS when set).",
+)
 @database_url_option
 @_clear_errors
 def token_create(
@@ -243,9 +248,12 @@ def token_create(
     database_url: str | None,
 ) -> None:
     """Create a credential; the token is printed once, alone on the last line."""
+    settings = _settings(database_url=database_url)
+    ttl = timedelta(days=expires_in_days) if expires_in_days else None
+    if ttl is None and scope == Scope.SCIM:
+        ttl = settings.scim_token_ttl
     with _session(database_url) as session:
         organization = get_organization(session, org_name)
-        ttl = timedelta(days=expires_in_days) if expires_in_days else None
         credential_id, secret = create_credential(
             session, organization.id, Scope(scope), label=label, ttl=ttl
         )

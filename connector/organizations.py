@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -58,7 +59,7 @@ class Bootstrap:
     token: str
 
 
-def bootstrap_first_start(session: Session) -> Bootstrap | None:
+def bootstrap_first_start(session: Session, ttl: timedelta | None = None) -> Bootstrap | None:
     """On an empty database, create the ``default`` organization and a SCIM token; commit.
 
     Returns None when any organization exists already, including when another
@@ -69,7 +70,7 @@ def bootstrap_first_start(session: Session) -> Bootstrap | None:
     try:
         organization = create_organization(session, DEFAULT_ORGANIZATION)
         credential_id, token = create_credential(
-            session, organization.id, Scope.SCIM, label="created on first start"
+            session, organization.id, Scope.SCIM, label="created on first start", ttl=ttl
         )
         session.commit()
     except (IntegrityError, OrganizationExistsError):

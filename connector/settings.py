@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -71,7 +72,9 @@ class Settings:
     # Credentials. A SCIM token lives until revoked unless a TTL is set (0 =
     # no expiry): IdPs hold one token for years and break when it expires.
     scim_token_ttl_seconds: int = 0
-    access_token_ttl_seconds: int = 3600
+    # Lifetime of access tokens issued by the OAuth 2.0 client-credentials
+    # grant (Entra ID's alternative to a long-lived token, issue #4).
+    oauth_token_ttl_seconds: int = 3600
 
     # Per-credential request rate (token bucket); 0 disables. Sized far above
     # what an Entra initial cycle or an Okta import sends (issue #4).
@@ -93,6 +96,13 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def scim_token_ttl(self) -> timedelta | None:
+        """How long a new SCIM token is valid; None: until revoked."""
+        return (
+            timedelta(seconds=self.scim_token_ttl_seconds) if self.scim_token_ttl_seconds else None
+        )
 
 
 def _validate(settings: Settings) -> None:
@@ -127,7 +137,7 @@ def _validate(settings: Settings) -> None:
         "max_query_string_bytes": 256,
         "max_patch_operations": 1,
         "scim_token_ttl_seconds": 0,
-        "access_token_ttl_seconds": 1,
+        "oauth_token_ttl_seconds": 60,
         "rate_limit_per_minute": 0,
         "rate_limit_burst": 1,
         "trusted_proxy_count": 0,

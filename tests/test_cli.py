@@ -366,3 +366,22 @@ def test_serve_starts_gunicorn_and_an_idp_can_use_the_printed_token(
     status, listing = get(f"http://127.0.0.1:{port}/scim/v2/Users", token)
     assert status == 200
     assert listing["totalResults"] == 0
+
+
+def test_scim_tokens_expire_after_the_configured_ttl_unless_told_otherwise(
+    runner: CliRunner, migrated_url: str
+) -> None:
+    hub_scim(runner, migrated_url, "org", "create", "acme")
+    ttl_env = {"HUB_SCIM_SCIM_TOKEN_TTL_SECONDS": "86400"}
+
+    runner.invoke(cli, ["token", "create", "--org", "acme", "--database-url", migrated_url])
+    runner.invoke(
+        cli, ["token", "create", "--org", "acme", "--database-url", migrated_url], env=ttl_env
+    )
+    hub_scim(runner, migrated_url, "token", "create", "--org", "acme", "--expires-in-days", "30")
+    listed = hub_scim(runner, migrated_url, "token", "list", "--org", "acme")
+
+    expires = [line.split()[3] for line in listed.output.splitlines()[1:]]
+    assert expires[0] == "-"
+    assert expires[1].endswith("Z")
+    assert expires[2] > expires[1]
