@@ -237,7 +237,8 @@ class Directory:
         return [user for user in self.owners_group if self.active[user]]
 
 
-OPS = ("create", "join", "leave_group", "deactivate", "reactivate", "delete")
+# Joining is weighted up so that histories often reach three or more would-be Owners.
+OPS = ("create", "join", "join", "join", "leave_group", "deactivate", "reactivate", "delete")
 Change = list[tuple[str, int]]
 
 changes = st.lists(
