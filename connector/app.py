@@ -33,7 +33,7 @@ from connector.health import create_health_blueprint, database_ping
 from connector.migrations import ensure_sqlite_directory
 from connector.ratelimit import RateLimiter
 from connector.settings import Settings, load_settings
-from connector.store import SqlBackend
+from connector.store import DirectoryListener, SqlBackend
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
@@ -56,6 +56,7 @@ class HubScim:
     protector: ResourceProtector
     rate_limiter: RateLimiter
     owns_engine: bool
+    directory_listener: DirectoryListener | None = None
 
     def close(self) -> None:
         """Release the connection pool, unless the engine was handed in."""
@@ -93,12 +94,18 @@ def request_org_id() -> int:
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, **overrides: Any
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    directory_listener: DirectoryListener | None = None,
+    **overrides: Any,
 ) -> Flask:
     """Build the service: ``settings`` (else loaded from the environment) plus ``overrides``.
 
     ``engine`` lets a caller share one engine between applications (the test
     suite does); otherwise the application creates and owns its own.
+    ``directory_listener`` follows every directory change inside the SCIM
+    request's transaction (:mod:`connector.store.listener`).
     """
     if settings is None:
         settings = load_settings(**overrides)
@@ -126,6 +133,7 @@ def create_app(
         protector=make_resource_protector(request_session, REALM),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         owns_engine=owns_engine,
+        directory_listener=directory_listener,
     )
     app.teardown_appcontext(_close_request_session)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
@@ -150,7 +158,7 @@ def scim_settings(settings: Settings) -> ScimSettings:
 
 
 def _request_backend() -> Backend:
-    return SqlBackend(request_session(), request_org_id())
+    return SqlBackend(request_session(), request_org_id(), hub_scim().directory_listener)
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:

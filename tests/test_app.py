@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+import runpy
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from gunicorn.config import Config as GunicornConfig
 from sqlalchemy.pool import NullPool
 
 from connector.app import EXTENSION, create_app, hub_scim, request_session, scim_settings
 from connector.db import make_engine
 from connector.ratelimit import RateLimiter
+from connector.server import HubScimServer, gunicorn_options
 from connector.settings import load_settings
 from tests.fixtures_app import ScimClient
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_healthz_answers_without_a_credential(client: FlaskClient) -> None:
@@ -160,3 +167,50 @@ def test_a_zero_rate_turns_the_limiter_off() -> None:
 
     assert not limiter.enabled
     assert all(limiter.acquire("a") is None for _ in range(10))
+
+
+def test_the_wsgi_module_builds_the_one_app_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HUB_SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'wsgi.db'}")
+    monkeypatch.setenv("HUB_SCIM_MAX_PAYLOAD_BYTES", "4096")
+    monkeypatch.setenv("HUB_SCIM_BULK_MAX_PAYLOAD_BYTES", "4096")
+    monkeypatch.delitem(sys.modules, "connector.wsgi", raising=False)
+
+    wsgi = importlib.import_module("connector.wsgi")
+
+    try:
+        assert isinstance(wsgi.app, Flask)
+        assert wsgi.app.config["MAX_CONTENT_LENGTH"] == 4096
+        assert wsgi.app.test_client().get("/healthz").status_code == 200
+    finally:
+        hub_scim(wsgi.app).close()
+        sys.modules.pop("connector.wsgi", None)
+
+
+def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HUB_SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'conf.db'}")
+    monkeypatch.setenv("HUB_SCIM_WORKERS", "3")
+    settings = load_settings()
+
+    conf = runpy.run_path(str(REPO_ROOT / "deploy" / "gunicorn.conf.py"))
+    from_file = GunicornConfig()
+    for name, value in conf.items():
+        if name in from_file.settings:
+            from_file.set(name, value)
+    options = gunicorn_options(settings)
+    server = HubScimServer(settings)
+
+    assert conf["wsgi_app"] == "connector.wsgi:app"
+    for name, value in options.items():
+        assert conf[name] == value, name
+        assert server.cfg.settings[name].get() == from_file.settings[name].get(), name
+    assert server.cfg.workers == 3
+    assert options["timeout"] == settings.request_timeout_seconds
+    served = server.load()
+    try:
+        assert served.test_client().get("/healthz").status_code == 200
+    finally:
+        hub_scim(served).close()
