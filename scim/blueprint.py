@@ -58,7 +58,7 @@ from scim.operations import (
     replace_resource,
     search_all,
 )
-from scim.query import parse_list_request, query_parameters, wants_attribute
+from scim.query import parse_list_request, parse_search, query_parameters, wants_attribute
 from scim.representation import (
     list_response,
     resource_location,
@@ -201,7 +201,7 @@ class _Views:
         if not isinstance(payload, dict):
             raise InvalidValueException(detail="A SearchRequest must be a JSON object")
         kinds = [ResourceKind.USER, ResourceKind.GROUP]
-        parsed = {kind: parse_list_request(kind, payload, self.settings) for kind in kinds}
+        parsed = parse_search(payload, self.settings, kinds)
         total, resources = self._read(
             lambda backend: search_all(backend, kinds, {kind: parsed[kind].query for kind in kinds})
         )

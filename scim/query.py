@@ -12,8 +12,10 @@ an order it cannot tell from the one it asked for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from pydantic import ValidationError
@@ -71,29 +73,44 @@ def parse_list_request(
     kind: ResourceKind, payload: Mapping[str, Any], settings: ScimSettings
 ) -> ListRequest:
     """Read a list query (GET) or a SearchRequest body (POST ``.search``) for one resource type."""
-    model = MODELS[kind]
+    return parse_search(payload, settings, [kind])[kind]
+
+
+def parse_search(
+    payload: Mapping[str, Any], settings: ScimSettings, kinds: Sequence[ResourceKind]
+) -> dict[ResourceKind, ListRequest]:
+    """Read a search over one or several resource types (RFC 7644 section 3.4.3).
+
+    The request is validated against all of them, so that a ``sortBy`` any of
+    them declares is valid; each type then gets its own query, in which an
+    attribute it does not declare sorts nothing and filters to false
+    (RFC 7644 section 3.4.2.1).
+    """
     fields = dict(payload)
     raw_filter = _pop_case_insensitive(fields, "filter")
-    scim_filter = parse_filter(kind, raw_filter, settings) if raw_filter is not None else None
     order_key = next((key for key in fields if key.lower() == "sortorder"), None)
     if order_key is not None and isinstance(fields[order_key], str):
         fields[order_key] = fields[order_key].lower()
+    models: Any = reduce(or_, (MODELS[kind] for kind in kinds))
     try:
-        parameters = SearchRequest[model].model_validate(  # type: ignore[valid-type]
-            fields, scim_ctx=Context.SEARCH_REQUEST
-        )
+        parameters = SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
 
     count = settings.default_page_size if parameters.count is None else parameters.count
-    query = ListQuery(
-        filter=scim_filter,
-        sort=sort_key(parameters, model),
-        start_index=parameters.start_index or 1,
-        count=min(count, settings.max_page_size),
-        include_members=wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], model),
-    )
-    return ListRequest(query=query, parameters=parameters)
+    requests = {}
+    for kind in kinds:
+        model = MODELS[kind]
+        scim_filter = parse_filter(kind, raw_filter, settings) if raw_filter is not None else None
+        query = ListQuery(
+            filter=scim_filter,
+            sort=sort_key(parameters, model),
+            start_index=parameters.start_index or 1,
+            count=min(count, settings.max_page_size),
+            include_members=wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], model),
+        )
+        requests[kind] = ListRequest(query=query, parameters=parameters)
+    return requests
 
 
 def parse_filter(kind: ResourceKind, text: Any, settings: ScimSettings) -> FilterNode:

@@ -243,3 +243,12 @@ def test_list_documents_carry_meta_version_and_location(api, directory):
     resource = api.get(f'/Users?filter=id eq "{directory["bob"]}"').json["Resources"][0]
     assert resource["meta"]["version"].startswith('W/"')
     assert resource["meta"]["location"].endswith(f"/scim/v2/Users/{directory['bob']}")
+
+
+def test_root_search_sorts_by_an_attribute_only_one_type_declares(api, directory):
+    api.post("/Groups", group("alice team"))
+    response = api.post("/.search", {"sortBy": "userName", "sortOrder": "descending"})
+    assert response.status_code == 200
+    names = [r.get("userName") or r.get("displayName") for r in response.json["Resources"]]
+    assert names[:3] == ["eve@example.com", "dave@example.com", "carol@example.com"]
+    assert api.post("/.search", {"sortBy": "shoeSize"}).status_code == 400
