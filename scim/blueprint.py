@@ -239,13 +239,24 @@ class _Views:
         return response
 
     def replace(self, kind: ResourceKind, resource_id: str) -> Response:
-        """PUT a resource (RFC 7644 section 3.5.1): 200 with the resource."""
+        """PUT a resource (RFC 7644 section 3.5.1): 200 with the resource.
+
+        A backend answers a group write without its members, which it need
+        not load; they are read back when the response carries them, as Okta
+        checks the member list of its PUT.
+        """
         payload = self._body()
         parameters = self._response_parameters(kind)
         if_match = self._if_match()
-        stored = self._write(
-            lambda backend: replace_resource(backend, kind, resource_id, payload, if_match)
-        )
+        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+
+        def apply(backend: Backend) -> Stored:
+            stored = replace_resource(backend, kind, resource_id, payload, if_match)
+            if kind is ResourceKind.GROUP and include_members:
+                return backend.get(kind, resource_id, include_members=True)
+            return stored
+
+        stored = self._write(apply)
         return self._resource(kind, stored, 200, Context.RESOURCE_REPLACEMENT_RESPONSE, parameters)
 
     def patch(self, kind: ResourceKind, resource_id: str) -> Response:

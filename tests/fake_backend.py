@@ -151,7 +151,8 @@ class FakeBackend:
         if members is not None:
             self._apply_members(record, members)
         record.version = next(self.store.versions)
-        return self._stored(kind, record, include_members=True)
+        # As the SQL store: a group write is answered without its member list.
+        return self._stored(kind, record, include_members=kind is ResourceKind.USER)
 
     def delete(
         self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
