@@ -173,3 +173,11 @@ def test_a_decision_prints_as_json() -> None:
     assert json.loads(json.dumps(printed))["decision"] == "allow"
     assert printed["sources"][0]["rule"] == 4
     assert access_of("Hub Owners", standing=OwnerStanding.SEATED).role is Role.OWNER
+
+
+def test_an_owner_is_told_a_product_is_not_enabled() -> None:
+    owner = access_of("Hub Owners", standing=OwnerStanding.SEATED)
+    decision = authorize(owner, "defend.alerts.read")
+    assert decision.reason == (
+        'product "defend" is not enabled for this organization (Owners have every enabled product)'
+    )

@@ -526,3 +526,34 @@ def test_derived_access_keeps_the_rules(
         for grant in access.products.values():
             assert set(grant.permissions) <= granted
     assert DerivedAccess.from_json(json.loads(json.dumps(access.to_json()))) == access
+
+
+def test_the_wanted_role_shows_what_the_cap_withheld() -> None:
+    held = derive_access(user("cat", "Hub Owners"), context(), OwnerStanding.HELD)
+    assert (held.role, held.wanted_role) == (Role.ADMIN, Role.OWNER)
+    assert held.to_json()["wanted_role"] == "owner"
+    assert derive_access(user("cat", "Hub Owners", active=False), context()).wanted_role is None
+
+
+def test_a_seat_without_an_owner_mapping_still_names_its_source() -> None:
+    # A stale seat (the caller has not re-seated yet) never shows a misleading rule.
+    access = derive_access(user("ann", "Auditors"), context(), OwnerStanding.SEATED)
+    assert access.role is Role.OWNER
+    assert access.role_sources == (Source(SourceKind.OWNER_SEAT),)
+
+
+def test_derivation_never_widens_a_grant_written_badly() -> None:
+    stale = ManualGrant(
+        ProductGrant(
+            "psa",
+            frozenset({"technician", "portal_contact", "retired_role"}),
+            frozenset({"psa.tickets.read", "psa.retired.permission", "crm.contacts.read"}),
+        ),
+        "it",
+    )
+    gone = ManualGrant(ProductGrant("fax", permissions=frozenset({"fax.send"})), "it")
+    access = derive_access(user("u1", manual=(stale, gone)), context())
+    assert access.products["psa"].roles == {"technician"}
+    assert set(access.products["psa"].permissions) == {"psa.tickets.read"}
+    assert "fax" not in access.products
+    assert "fax" not in access.dormant

@@ -49,6 +49,12 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
                 "the user's grant is dormant until it is enabled (DESIGN.md rule 5)",
                 access.dormant[product].sources,
             )
+        if access.role is Role.OWNER:
+            return Decision(
+                False,
+                f"product {quote(product)} is not enabled for this organization "
+                "(Owners have every enabled product)",
+            )
         return Decision(False, f"product {quote(product)} is not granted to this user")
     if permission in grant.withheld:
         return Decision(

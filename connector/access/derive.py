@@ -16,7 +16,9 @@ Decisions the seeds leave open, made here:
 - The Viewer ceiling applies to dormant grants too, so a dormant grant shows
   exactly what enabling the product would give.
 - Product roles are labels the product interprets; the ceiling acts on permissions.
-- Permissions unknown to the catalog (a product that dropped one) are ignored.
+- Permissions and product roles unknown to the catalog (a product that dropped
+  one), and client-access product roles, are ignored: grants are validated
+  when written, and derivation never widens them.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class SourceKind(enum.Enum):
     DEFAULT_ROLE = "default_role"
     OWNER_FALLBACK = "owner_fallback"
     LAST_OWNER = "last_owner"
+    OWNER_SEAT = "owner_seat"
     OWNER = "owner"
 
 
@@ -72,6 +75,7 @@ class Source:
             SourceKind.DEFAULT_ROLE: "the org's default role",
             SourceKind.OWNER_FALLBACK: "the org's Owner fallback role (held as a third Owner)",
             SourceKind.LAST_OWNER: "kept as the last Owner",
+            SourceKind.OWNER_SEAT: "holds an Owner seat",
             SourceKind.OWNER: "Owner: every enabled product",
         }[self.kind]
 
@@ -232,6 +236,7 @@ class DerivedAccess:
     active: bool
     role: Role | None  # None when inactive
     role_sources: tuple[Source, ...] = ()
+    wanted_role: Role | None = None  # what the mapping gives before the two-Owner cap
     held: bool = False  # a held third Owner, acting with the fallback role
     kept_as_last_owner: bool = False
     products: Mapping[str, Grant] = field(default_factory=dict)
@@ -243,6 +248,7 @@ class DerivedAccess:
             "active": self.active,
             "role": None if self.role is None else self.role.value,
             "role_sources": [source.to_json() for source in self.role_sources],
+            "wanted_role": None if self.wanted_role is None else self.wanted_role.value,
             "held": self.held,
             "kept_as_last_owner": self.kept_as_last_owner,
             "products": {name: self.products[name].to_json() for name in sorted(self.products)},
@@ -251,15 +257,17 @@ class DerivedAccess:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DerivedAccess:
+        wanted = data.get("wanted_role")
         return cls(
-            data["user_id"],
-            data["active"],
-            None if data["role"] is None else Role(data["role"]),
-            tuple(Source.from_json(item) for item in data["role_sources"]),
-            data["held"],
-            data["kept_as_last_owner"],
-            {name: Grant.from_json(name, item) for name, item in data["products"].items()},
-            {name: Grant.from_json(name, item) for name, item in data["dormant"].items()},
+            user_id=data["user_id"],
+            active=data["active"],
+            role=None if data["role"] is None else Role(data["role"]),
+            role_sources=tuple(Source.from_json(item) for item in data["role_sources"]),
+            wanted_role=None if wanted is None else Role(wanted),
+            held=data["held"],
+            kept_as_last_owner=data["kept_as_last_owner"],
+            products={name: Grant.from_json(name, item) for name, item in data["products"].items()},
+            dormant={name: Grant.from_json(name, item) for name, item in data["dormant"].items()},
         )
 
 
@@ -281,7 +289,9 @@ def derive_access(
     if standing is OwnerStanding.KEPT_AS_LAST:
         role, role_sources = Role.OWNER, (Source(SourceKind.LAST_OWNER),)
     elif standing is OwnerStanding.SEATED:
-        role, role_sources = Role.OWNER, claim.sources
+        seat_source = (Source(SourceKind.OWNER_SEAT),)
+        role = Role.OWNER
+        role_sources = claim.sources if claim.role is Role.OWNER else seat_source
     elif claim.role is Role.OWNER:
         held = standing is OwnerStanding.HELD
         role, role_sources = _fallback(matched, context.config.owner_fallback_role)
@@ -293,6 +303,7 @@ def derive_access(
         active=True,
         role=role,
         role_sources=role_sources,
+        wanted_role=claim.role,
         held=held,
         kept_as_last_owner=standing is OwnerStanding.KEPT_AS_LAST,
         products=products,
@@ -360,6 +371,7 @@ def _capped(
 ) -> Grant:
     """The role as a ceiling (DESIGN.md rule 6): a Viewer keeps read-only permissions only."""
     in_product = catalog.product(product)
+    staff_roles = frozenset() if in_product is None else in_product.staff_role_names
     known = {
         name: tuple(sources)
         for name, sources in collected.permissions.items()
@@ -371,7 +383,7 @@ def _capped(
         known = {name: sources for name, sources in known.items() if name not in withheld}
     return Grant(
         product,
-        frozenset(collected.roles),
+        frozenset(collected.roles) & staff_roles,
         known,
         tuple(dict.fromkeys(collected.sources)),
         withheld,
