@@ -31,6 +31,7 @@ from connector.auth import AuthenticatedCredential, Scope, make_resource_protect
 from connector.db import make_engine, make_session_factory
 from connector.health import create_health_blueprint, database_ping
 from connector.migrations import ensure_sqlite_directory
+from connector.oauth import create_token_blueprint
 from connector.ratelimit import RateLimiter
 from connector.settings import Settings, load_settings
 from connector.store import DirectoryListener, SqlBackend
@@ -137,6 +138,9 @@ def create_app(
     )
     app.teardown_appcontext(_close_request_session)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
+    app.register_blueprint(
+        create_token_blueprint(app, request_session, settings.oauth_token_ttl_seconds)
+    )
     _mount_scim(app, settings)
     return app
 

@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connector.db import utcnow
@@ -40,6 +40,13 @@ class Scope(StrEnum):
 
     SCIM = "scim"
     ACCESS = "access"
+    # An OAuth client (connector.oauth): its secret buys short-lived SCIM tokens.
+    CLIENT = "client"
+
+
+# The label of a token issued to an OAuth client names the client, so that
+# revoking the client revokes its tokens (connector.oauth).
+ISSUED_LABEL_PREFIX = "oauth:"
 
 
 class CredentialNotFoundError(LookupError):
@@ -99,6 +106,8 @@ def _is_credential_id(value: str) -> bool:
 def revoke_credential(session: Session, org_id: int, token_or_id: str) -> Credential:
     """Revoke a credential of ``org_id``, named by its token or its id; idempotent.
 
+    Revoking an OAuth client also revokes every token it was issued.
+
     Raises :class:`CredentialNotFoundError` when ``org_id`` has no such
     credential: another organization's credential is never touched.
     """
@@ -112,21 +121,34 @@ def revoke_credential(session: Session, org_id: int, token_or_id: str) -> Creden
     ).one_or_none()
     if credential is None:
         raise CredentialNotFoundError(token_or_id)
+    now = utcnow()
     if credential.revoked_at is None:
-        credential.revoked_at = utcnow()
-        session.flush()
+        credential.revoked_at = now
+    if credential.scope == Scope.CLIENT:
+        session.execute(
+            update(Credential)
+            .where(
+                Credential.org_id == org_id,
+                Credential.label == ISSUED_LABEL_PREFIX + credential.id,
+                Credential.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+    session.flush()
     return credential
 
 
-def list_credentials(session: Session, org_id: int) -> list[Credential]:
-    """Every credential of an organization, oldest first (the hashes stay inside)."""
-    return list(
-        session.scalars(
-            select(Credential)
-            .where(Credential.org_id == org_id)
-            .order_by(Credential.created_at, Credential.id)
-        )
-    )
+def list_credentials(
+    session: Session, org_id: int, *, include_issued: bool = True
+) -> list[Credential]:
+    """An organization's credentials, oldest first (the hashes stay inside).
+
+    ``include_issued=False`` leaves out the short-lived tokens issued to OAuth clients.
+    """
+    query = select(Credential).where(Credential.org_id == org_id)
+    if not include_issued:
+        query = query.where(Credential.label.not_like(ISSUED_LABEL_PREFIX + "%"))
+    return list(session.scalars(query.order_by(Credential.created_at, Credential.id)))
 
 
 def is_usable(credential: Credential, now: datetime | None = None) -> bool:

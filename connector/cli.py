@@ -28,6 +28,7 @@ from connector.auth import (
 )
 from connector.db import make_engine, make_session_factory
 from connector.migrations import current_revision, head_revision, upgrade_database
+from connector.oauth import TOKEN_PATH, create_client
 from connector.organizations import (
     Bootstrap,
     OrganizationExistsError,
@@ -120,16 +121,21 @@ def cli() -> None:
 # -- serve -----------------------------------------------------------------
 
 
-def scim_base_url(settings: Settings) -> str:
-    """The URL to paste into the IdP: the public one when configured."""
+def public_origin(settings: Settings) -> str:
+    """Where IdPs reach the service: the public base URL when configured, else host and port."""
     if settings.public_base_url:
-        return settings.public_base_url + SCIM_PATH
+        return settings.public_base_url
     host = settings.host
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}{SCIM_PATH}"
+    return f"http://{host}:{settings.port}"
+
+
+def scim_base_url(settings: Settings) -> str:
+    """The SCIM base URL for the IdP (Okta's "SCIM connector base URL", Entra's "Tenant URL")."""
+    return public_origin(settings) + SCIM_PATH
 
 
 def print_bootstrap(bootstrap: Bootstrap, base_url: str) -> None:
@@ -226,7 +232,7 @@ def token() -> None:
 @click.option("--org", "org_name", required=True, help="Organization name.")
 @click.option(
     "--scope",
-    type=click.Choice([scope.value for scope in Scope]),
+    type=click.Choice([Scope.SCIM.value, Scope.ACCESS.value]),
     default=Scope.SCIM.value,
     show_default=True,
     help="scim: for the IdP's provisioning; access: for Hub's products.",
@@ -281,13 +287,16 @@ def _when(moment: datetime | None) -> str:
 
 @token.command("list")
 @click.option("--org", "org_name", required=True, help="Organization name.")
+@click.option(
+    "--all", "include_issued", is_flag=True, help="Also the short-lived tokens of OAuth clients."
+)
 @database_url_option
 @_clear_errors
-def token_list(org_name: str, database_url: str | None) -> None:
-    """List an organization's credentials (never the tokens)."""
+def token_list(org_name: str, include_issued: bool, database_url: str | None) -> None:
+    """List an organization's credentials and OAuth clients (never the tokens)."""
     with _session(database_url) as session:
         organization = get_organization(session, org_name)
-        credentials = list_credentials(session, organization.id)
+        credentials = list_credentials(session, organization.id, include_issued=include_issued)
     click.echo(f"{'ID':36}  {'SCOPE':6}  {'CREATED':20}  {'EXPIRES':20}  {'REVOKED':20}  LABEL")
     for credential in credentials:
         click.echo(
@@ -295,6 +304,46 @@ def token_list(org_name: str, database_url: str | None) -> None:
             f"{_when(credential.expires_at):20}  {_when(credential.revoked_at):20}  "
             f"{credential.label}"
         )
+
+
+# -- client ----------------------------------------------------------------
+
+
+@cli.group()
+def client() -> None:
+    """OAuth 2.0 clients (client-credentials grant, for Microsoft Entra ID)."""
+
+
+@client.command("create")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@click.option("--label", default="", help="A note to tell clients apart.")
+@database_url_option
+@_clear_errors
+def client_create(org_name: str, label: str, database_url: str | None) -> None:
+    """Create an OAuth client; its secret is printed once, alone on the last line."""
+    settings = _settings(database_url=database_url)
+    with _session(database_url) as session:
+        organization = get_organization(session, org_name)
+        client_id, secret = create_client(session, organization.id, label=label)
+    click.echo(f"Created OAuth client for organization {org_name!r}.")
+    click.echo(f"  Tenant URL:     {scim_base_url(settings)}")
+    click.echo(f"  Token endpoint: {public_origin(settings)}{TOKEN_PATH}")
+    click.echo(f"  Client id:      {client_id}")
+    click.echo("The client secret is shown only this once:")
+    click.echo(secret)
+
+
+@client.command("revoke")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@click.argument("client_id")
+@database_url_option
+@_clear_errors
+def client_revoke(org_name: str, client_id: str, database_url: str | None) -> None:
+    """Revoke an OAuth client and every token it was issued."""
+    with _session(database_url) as session:
+        organization = get_organization(session, org_name)
+        revoke_credential(session, organization.id, client_id)
+        click.echo(f"Revoked OAuth client {client_id} of organization {org_name!r}.")
 
 
 # -- db --------------------------------------------------------------------

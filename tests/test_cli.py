@@ -385,3 +385,31 @@ def test_scim_tokens_expire_after_the_configured_ttl_unless_told_otherwise(
     assert expires[0] == "-"
     assert expires[1].endswith("Z")
     assert expires[2] > expires[1]
+
+
+def test_client_create_prints_what_entra_asks_for_and_the_secret_last(
+    runner: CliRunner, migrated_url: str
+) -> None:
+    hub_scim(runner, migrated_url, "org", "create", "contoso")
+
+    result = runner.invoke(
+        cli,
+        ["client", "create", "--org", "contoso", "--database-url", migrated_url],
+        env={"HUB_SCIM_PUBLIC_BASE_URL": "https://scim.contoso.example"},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Tenant URL:     https://scim.contoso.example/scim/v2" in result.output
+    assert "Token endpoint: https://scim.contoso.example/oauth/token" in result.output
+    client_id = result.output.split("Client id:")[1].split()[0]
+    secret = result.output.splitlines()[-1]
+    assert secret.startswith("hubscim_")
+    listed = hub_scim(runner, migrated_url, "token", "list", "--org", "contoso")
+    assert client_id in listed.output
+    assert "client" in listed.output
+    assert secret not in listed.output
+
+    revoked = hub_scim(runner, migrated_url, "client", "revoke", "--org", "contoso", client_id)
+
+    assert revoked.exit_code == 0, revoked.output
+    assert f"Revoked OAuth client {client_id}" in revoked.output
