@@ -178,7 +178,7 @@ def _run(
                 detail="The operation takes part in a circular bulkId reference"
             )
         with backend.savepoint():
-            kind, stored = _execute(backend, operation, created, settings)
+            kind, resource_id, stored = _execute(backend, operation, created, settings)
     except ValidationError as exc:
         return _failure(result, exception_from_validation_error(exc))
     except SCIMException as exc:
@@ -191,20 +191,18 @@ def _run(
                 Error(status=500, detail="The service provider could not complete the operation")
             ),
         )
+    result["location"] = resource_location(base_url, kind, resource_id)
     if stored is not None:
-        result["location"] = resource_location(base_url, kind, stored.id)
         result["version"] = weak_etag(stored.version)
         if operation.bulk_id and operation.method == "POST":
             created[operation.bulk_id] = stored.id
-    else:
-        result["location"] = f"{base_url}{operation.path}"
     result["status"] = str(SUCCESS_STATUS[operation.method])
     return result
 
 
 def _execute(
     backend: Backend, operation: BulkOperation, created: dict[str, str], settings: ScimSettings
-) -> tuple[ResourceKind, Stored | None]:
+) -> tuple[ResourceKind, str, Stored | None]:
     """Run one operation, with its ``bulkId`` references resolved."""
     if operation.method not in METHODS:
         raise InvalidValueException(detail="method must be one of POST, PUT, PATCH or DELETE")
@@ -216,17 +214,19 @@ def _execute(
             raise InvalidPathException(path=operation.path, detail="POST targets an endpoint")
         if operation.bulk_id is None:
             raise InvalidValueException(detail="bulkId is required for POST operations")
-        return kind, create_resource(backend, kind, data)
+        stored = create_resource(backend, kind, data)
+        return kind, stored.id, stored
     if resource_id is None:
         raise InvalidPathException(
             path=operation.path, detail=f"{operation.method} targets a resource"
         )
     if operation.method == "PUT":
-        return kind, replace_resource(backend, kind, resource_id, data, if_match)
+        return kind, resource_id, replace_resource(backend, kind, resource_id, data, if_match)
     if operation.method == "PATCH":
-        return kind, patch_resource(backend, kind, resource_id, data, settings, if_match).stored
+        result = patch_resource(backend, kind, resource_id, data, settings, if_match)
+        return kind, resource_id, result.stored
     delete_resource(backend, kind, resource_id, if_match)
-    return kind, None
+    return kind, resource_id, None
 
 
 def _target(path: str) -> tuple[ResourceKind, str | None]:

@@ -91,8 +91,10 @@ def test_bulk_put_patch_delete_with_references_in_paths(api):
             {"method": "DELETE", "path": "/Users/bulkId:ada"},
         ),
     )
-    statuses = [result["status"] for result in response.json["Operations"]]
-    assert statuses == ["201", "200", "200", "204"]
+    results = response.json["Operations"]
+    assert [result["status"] for result in results] == ["201", "200", "200", "204"]
+    assert len({result["location"] for result in results}) == 1
+    assert "bulkId" not in results[3]["location"]
     assert api.get("/Users").json["totalResults"] == 0
 
 
