@@ -420,43 +420,48 @@ PERMISSIONS = [p.name for product in HUB_CATALOG for p in product.permissions]
 GROUP_POOL = [f"g{i}" for i in range(5)]
 
 
-@st.composite
-def product_grants(draw: st.DrawFn) -> ProductGrant:
-    product = draw(st.sampled_from(HUB_CATALOG.names))
+def grants_of(product: str) -> st.SearchStrategy[ProductGrant]:
     found = HUB_CATALOG.product(product)
     assert found is not None
-    perms = draw(st.frozensets(st.sampled_from(sorted(found.permission_names))))
-    roles = draw(st.frozensets(st.sampled_from(sorted(found.staff_role_names)), max_size=2))
-    return ProductGrant(product, roles, perms)
+    return st.builds(
+        ProductGrant,
+        st.just(product),
+        st.frozensets(st.sampled_from(sorted(found.staff_role_names)), max_size=2),
+        st.frozensets(st.sampled_from(sorted(found.permission_names))),
+    )
+
+
+# Built once: strategies are cheap to draw from, not to build.
+product_grants = st.one_of([grants_of(name) for name in HUB_CATALOG.names])
+roles = st.sampled_from(list(Role))
+below_owner = st.sampled_from([Role.VIEWER, Role.MEMBER, Role.ADMIN])
+rule_parts = st.tuples(st.sampled_from(GROUP_POOL), st.none() | roles, st.none() | product_grants)
+states = st.dictionaries(st.sampled_from(HUB_CATALOG.names), st.sampled_from(list(ProductState)))
+manual_grants = st.lists(st.builds(ManualGrant, product_grants, st.just("it")), max_size=2)
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[UserFacts, AccessContext, OwnerStanding]:
-    rules = []
-    for number, group in enumerate(draw(st.lists(st.sampled_from(GROUP_POOL), max_size=8)), 1):
-        role = draw(st.none() | st.sampled_from(list(Role)))
-        grant = draw(st.none() | product_grants())
-        rules.append(MappingRule(number, group=group, role=role, grant=grant))
+    rules = tuple(
+        MappingRule(number, group=group, role=role, grant=grant)
+        for number, (group, role, grant) in enumerate(
+            draw(st.lists(rule_parts, max_size=8)), start=1
+        )
+    )
     config = MappingConfig(
-        default_role=draw(st.sampled_from([Role.VIEWER, Role.MEMBER, Role.ADMIN])),
-        owner_fallback_role=draw(st.sampled_from([Role.VIEWER, Role.MEMBER, Role.ADMIN])),
-        rules=tuple(rules),
+        default_role=draw(below_owner), owner_fallback_role=draw(below_owner), rules=rules
     )
     bindings = {group: group for group in GROUP_POOL}
-    states = draw(
-        st.dictionaries(st.sampled_from(HUB_CATALOG.names), st.sampled_from(list(ProductState)))
-    )
-    manual = draw(st.lists(st.builds(ManualGrant, product_grants(), st.just("it")), max_size=2))
     facts = UserFacts(
         "u1",
         draw(st.booleans()),
         draw(st.frozensets(st.sampled_from(GROUP_POOL))),
         frozenset(),
-        tuple(manual),
+        tuple(draw(manual_grants)),
         draw(st.frozensets(st.sampled_from(HUB_CATALOG.names))),
     )
     standing = draw(st.sampled_from(list(OwnerStanding)))
-    return facts, AccessContext(config, bindings, states), standing
+    return facts, AccessContext(config, bindings, draw(states)), standing
 
 
 @settings(max_examples=200, deadline=None)
