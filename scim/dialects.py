@@ -120,7 +120,8 @@ def normalize_patch(kind: ResourceKind, payload: Payload) -> Payload:
 
 def _normalize_operation(kind: ResourceKind, operation: Payload) -> Payload:
     normalized = dict(operation)
-    op = next((v for k, v in operation.items() if k.lower() == "op"), None)
+    op_key = next((k for k in operation if k.lower() == "op"), "op")
+    op = operation.get(op_key)
     path_key = next((k for k in operation if k.lower() == "path"), None)
     value_key = next((k for k in operation if k.lower() == "value"), "value")
     path = operation.get(path_key) if path_key else None
@@ -137,9 +138,9 @@ def _normalize_operation(kind: ResourceKind, operation: Payload) -> Payload:
         return normalized
 
     lowered = path.lower()
-    if lowered in (_MANAGER, "manager"):
+    if lowered == _MANAGER:
         if op_name == "remove" or (op_name == "replace" and value in (None, "", {})):
-            normalized["op"] = "remove"
+            normalized[op_key] = "remove"
             normalized.pop(value_key, None)
         elif isinstance(value, str):
             normalized[value_key] = {"value": value}

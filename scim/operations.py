@@ -265,7 +265,3 @@ def _page_of(query: ListQuery, start_index: int, count: int) -> ListQuery:
         count=count,
         include_members=query.include_members,
     )
-
-
-def model_of(kind: ResourceKind) -> type[Resource[Any]]:
-    return MODELS[kind]
