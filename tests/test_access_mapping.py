@@ -392,6 +392,22 @@ def test_malformed_top_level_values() -> None:
 
 def test_rules_must_be_tables() -> None:
     assert problems_of("rules = [1, 2]\n") == [(1, "rules must be [[rules]] tables")]
+    assert problems_of('\n[rules]\ngroup = "A"\n') == [(2, "rules must be [[rules]] tables")]
+
+
+def test_rules_written_as_an_inline_array_point_at_the_array() -> None:
+    text = """\
+        default_role = "member"
+        rules = [
+            { group = "Hub Owners", role = "owner" },
+            { group = "Bosses", role = "boss" },
+        ]
+        """
+    assert problems_of(text) == [
+        (2, 'rule 2: unknown role "boss" (expected one of owner, admin, member, viewer)')
+    ]
+    config = parse_mapping('rules = [{ group = "Hub Owners", role = "owner" }]')
+    assert config.rules[0].role is Role.OWNER
 
 
 def test_malformed_rule_values() -> None:

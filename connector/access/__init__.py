@@ -14,5 +14,7 @@ return. Modules:
 - :mod:`.derive`: one user's effective access (role, grants, dormant grants,
   the role ceiling).
 - :mod:`.authorize`: may this user do X, with the reason.
+- :mod:`.changes`: what changed in a user's access, before and after, and why
+  (for the audit trail and the mapping preview).
 - :mod:`.onboarding`: once per user per product, ever.
 """

@@ -118,6 +118,14 @@ class SourceLines:
                 return line.number
         return start
 
+    def table_line(self, name: str) -> int | None:
+        """The first ``[name]`` or ``[[name]]`` header line."""
+        header = re.compile(rf"\s*\[\[?\s*{re.escape(name)}\s*\]")
+        return next(
+            (line.number for line in self._lines if line.statement and header.match(line.code)),
+            None,
+        )
+
     def _span(self, index: int | None) -> tuple[int, int]:
         """First and last line (1-based, inclusive) of the top level or of rule ``index``."""
         end_of_file = len(self._lines)

@@ -197,7 +197,7 @@ def parse_mapping(
 ) -> MappingConfig:
     """Parse and validate a mapping file; raise :class:`MappingError` with every problem.
 
-    ``source`` names the file in messages (``team.toml:7: unknown role 'boss'``).
+    ``source`` names the file in messages (``team.toml:7: rule 2: unknown role "boss"``).
     """
     try:
         data = tomllib.loads(text)
@@ -226,7 +226,7 @@ def _first_failing_line(text: str, message: str) -> int | None:
     the shortest prefix failing the same way ends at the offending line.
     """
     lines = text.splitlines()
-    if len(lines) > 2000:
+    if len(lines) > 500:  # quadratic; mapping files are a few dozen lines
         return None
     for count in range(1, len(lines) + 1):
         try:
@@ -316,7 +316,8 @@ class _Parser:
 
     def rules(self, value: Any, map_scim_roles: bool) -> tuple[MappingRule, ...]:
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            self.problem(self.lines.key_line(None, "rules"), "rules must be [[rules]] tables")
+            line = self.lines.key_line(None, "rules") or self.lines.table_line("rules")
+            self.problem(line, "rules must be [[rules]] tables")
             return ()
         self.lines.expect_rules(len(value))
         rules = tuple(
