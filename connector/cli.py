@@ -188,6 +188,11 @@ def serve(
     if bootstrap is not None:
         print_bootstrap(bootstrap, base_url)
     click.echo(f"Serving SCIM 2.0 at {base_url} (health: /healthz, readiness: /readyz)")
+    if settings.public_base_url is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "IdPs in the cloud need an https address: set HUB_SCIM_PUBLIC_BASE_URL "
+            "to the address your TLS proxy serves (deploy/README.md)."
+        )
     HubScimServer(settings).run()
 
 
