@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 from scim2_models import (
     Context,
+    InvalidPathException,
     InvalidSyntaxException,
     MutabilityException,
     PatchOp,
+    Path,
     PayloadTooLargeException,
     PreconditionFailedException,
     Resource,
@@ -41,6 +43,7 @@ from scim.resources import MODELS
 from scim.settings import ScimSettings
 
 PATCH_POLICY = ScimPolicy(
+    unknown=ScimPolicy.Unknown.ignore,
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
@@ -49,6 +52,8 @@ PATCH_POLICY = ScimPolicy(
 A ``remove`` may list the entries to remove in its ``value``, and an ``add``
 or ``replace`` on a filtered path that matches nothing, such as
 ``emails[type eq "work"].value``, creates the entry the filter describes.
+An attribute no schema declares is dropped from a value, as in resource
+bodies; but a ``path`` naming one is refused (:func:`check_paths`).
 """
 
 _PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -166,13 +171,14 @@ def parse_patch(
         )
     members = MemberChanges()
     if kind is ResourceKind.GROUP and isinstance(operations, list) and operations:
-        remaining, members = split_member_operations(operations)
-        if not remaining:
+        operations, members = split_member_operations(operations)
+        if not operations:
             _check_patch_envelope(body)
             return None, members
         body = {key: value for key, value in body.items() if key.lower() != "operations"}
-        body["Operations"] = remaining
+        body["Operations"] = operations
     model: type[Resource[Any]] = MODELS[kind]
+    check_paths(model, operations)
     try:
         patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
             body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=PATCH_POLICY
@@ -180,6 +186,25 @@ def parse_patch(
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
     return patch, members
+
+
+def check_paths(model: type[Resource[Any]], operations: Any) -> None:
+    """Refuse a PATCH ``path`` naming an attribute the schema does not declare: ``invalidPath``.
+
+    A client that targets an attribute by its path means that attribute; doing
+    nothing would acknowledge a change that was never made (RFC 7644 section 3.5.2).
+    """
+    for operation in operations if isinstance(operations, list) else ():
+        if not isinstance(operation, dict):
+            continue
+        raw = next((v for k, v in operation.items() if k.lower() == "path"), None)
+        if not isinstance(raw, str) or not raw:
+            continue
+        path = Path[model](raw)  # type: ignore[valid-type]
+        if path.model is None and path.resolve() is None:
+            raise InvalidPathException(
+                path=raw, detail=f"'{raw}' is not an attribute of the schema"
+            )
 
 
 def _check_patch_envelope(body: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from operator import or_
 from typing import Any
 
 from pydantic import ValidationError
-from scim2_models import Context, ListResponse, Resource, ResponseParameters
+from scim2_models import Context, ListResponse, Resource, ResponseParameters, ScimPolicy
 
 from scim.backend import Document, MemberChanges, ResourceKind, Stored
 from scim.errors import exception_from_validation_error
@@ -25,11 +25,20 @@ from scim.http import weak_etag
 from scim.membership import member_ids
 from scim.resources import ENDPOINTS, MODELS
 
+REQUEST_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
+"""How resource bodies are read: an attribute no schema declares is dropped, not refused.
+
+RFC 7644 does not require refusing it, and DESIGN.md rule 1 forbids turning
+an IdP's otherwise valid request into an error: an attribute an admin mapped
+in Okta or Entra without Hub knowing it is ignored, as RFC 7644 section
+3.5.1 ignores read-only ones.
+"""
+
 
 def parse_resource(kind: ResourceKind, payload: dict[str, Any], context: Context) -> Resource[Any]:
     """Validate a (normalized) resource body in a request context."""
     try:
-        return MODELS[kind].model_validate(payload, scim_ctx=context)
+        return MODELS[kind].model_validate(payload, scim_ctx=context, scim_policy=REQUEST_POLICY)
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
 

@@ -158,6 +158,14 @@ def test_id_meta_groups_and_password_in_a_value_are_ignored(api, ada, store):
     assert "password" not in store.resources[ResourceKind.USER][ada].document
 
 
+def test_unknown_attributes_in_a_value_are_ignored(api, ada):
+    body = patched(
+        api, ada, patch_op({"op": "replace", "value": {"shoeSize": 42, "nickName": "Ada"}})
+    )
+    assert body["nickName"] == "Ada"
+    assert "shoeSize" not in body
+
+
 def test_password_by_path_is_never_stored(api, ada, store):
     api.patch(f"/Users/{ada}", patch_op({"op": "replace", "path": "password", "value": "s3cret"}))
     assert "password" not in store.resources[ResourceKind.USER][ada].document
