@@ -28,6 +28,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from connector.db import make_engine, make_session_factory
 from connector.models import Organization
 from connector.schema import metadata
+from connector.store.planner import seed_sqlite_planner_statistics
 
 POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _CREATION_LOCK = 727_274_001  # pg_advisory_lock key: one creator of test databases at a time
@@ -92,6 +93,8 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     if database_url.startswith("sqlite"):
         metadata().create_all(engine)
+        with engine.begin() as connection:
+            seed_sqlite_planner_statistics(connection)
     yield engine
     engine.dispose()
 

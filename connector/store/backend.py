@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from scim2_models import (
     EnterpriseUser,
@@ -42,7 +42,9 @@ from scim2_models import (
     UniquenessException,
     User,
 )
-from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,8 +75,12 @@ _MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
 _NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 _UNIQUE_CONSTRAINT = "uq_scim_resources_name"
 
+_RESOURCES = cast(Table, ScimResource.__table__)
+_VALUES = cast(Table, ScimAttributeValue.__table__)
+
 _RESOURCE_COLUMNS = (
     ScimResource.id,
+    ScimResource.name_key,
     ScimResource.document,
     ScimResource.version,
     ScimResource.created_at,
@@ -145,9 +151,10 @@ class SqlBackend:
         if limit and len(rows) < limit and (rows or offset == 0):
             total = offset + len(rows)
         else:
-            total = self.session.scalar(
-                select(func.count()).select_from(ScimResource).where(*where)
-            ) or 0
+            total = (
+                self.session.scalar(select(func.count()).select_from(ScimResource).where(*where))
+                or 0
+            )
         documents = [self._document(kind, row) for row in rows]
         if query.include_members:
             self._attach_memberships(kind, documents)
@@ -165,25 +172,24 @@ class SqlBackend:
         if members is not None and kind is ResourceKind.GROUP:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
-        self._unique_write(
+        self._insert_unique(
             kind,
             columns,
-            insert(ScimResource).values(
-                id=resource_id,
-                org_id=self.org_id,
-                kind=kind.value,
-                name=columns.name,
-                name_key=columns.name_key,
-                external_id=columns.external_id,
-                active=columns.active,
-                document=kept,
-                version=1,
-                created_at=now,
-                modified_at=now,
-            ),
+            {
+                "id": resource_id,
+                "org_id": self.org_id,
+                "kind": kind.value,
+                "name": columns.name,
+                "name_key": columns.name_key,
+                "external_id": columns.external_id,
+                "active": columns.active,
+                "document": kept,
+                "version": 1,
+                "created_at": now,
+                "modified_at": now,
+            },
         )
-        if rows:
-            self.session.execute(insert(ScimAttributeValue), rows)
+        self._insert_values(rows)
         after = self._assemble(kind, resource_id, kept, 1, now, now)
         self._written(kind, resource_id, None, after)
         result = dict(after)
@@ -210,9 +216,7 @@ class SqlBackend:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
         version = row.version + 1
-        result = self._unique_write(
-            kind,
-            columns,
+        statement = (
             update(ScimResource)
             .where(ScimResource.id == resource_id, ScimResource.version == row.version)
             .values(
@@ -223,15 +227,18 @@ class SqlBackend:
                 document=kept,
                 version=version,
                 modified_at=now,
-            ),
+            )
         )
-        if getattr(result, "rowcount", 1) != 1:
+        if columns.name_key == row.name_key:
+            updated = self.session.execute(statement)
+        else:
+            updated = self._renamed(kind, columns, statement)
+        if getattr(updated, "rowcount", 1) != 1:
             raise PreconditionFailedException(detail="the resource changed during this request")
         self.session.execute(
             delete(ScimAttributeValue).where(ScimAttributeValue.resource_id == resource_id)
         )
-        if rows:
-            self.session.execute(insert(ScimAttributeValue), rows)
+        self._insert_values(rows)
         before = self._document(kind, row)
         after = self._assemble(kind, resource_id, kept, version, row.created_at, now)
         self._written(kind, resource_id, before, after)
@@ -292,11 +299,15 @@ class SqlBackend:
     def _row(self, kind: ResourceKind, resource_id: str, *, for_update: bool = False) -> Row[Any]:
         if not isinstance(resource_id, str) or "\x00" in resource_id or len(resource_id) > 36:
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
-        query = select(*_RESOURCE_COLUMNS).where(ScimResource.id == resource_id, *self._scope(kind))
+        # By primary key alone, tenant and kind checked on the one row: no
+        # planner, with or without statistics, can then prefer a tenant-wide index.
+        query = select(*_RESOURCE_COLUMNS, ScimResource.org_id, ScimResource.kind).where(
+            ScimResource.id == resource_id
+        )
         if for_update:
             query = query.with_for_update()
         row = self.session.execute(query).one_or_none()
-        if row is None:
+        if row is None or row.org_id != self.org_id or row.kind != kind.value:
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
         return row
 
@@ -312,11 +323,31 @@ class SqlBackend:
             self.listener.check_user(self.session, self.org_id, document)
         return columns, stored_document(kind, document)
 
-    def _unique_write(self, kind: ResourceKind, columns: ResourceColumns, statement: Any) -> Any:
-        """Run an INSERT/UPDATE of ``scim_resources`` in a SAVEPOINT; a name clash is a 409.
+    def _insert_unique(
+        self, kind: ResourceKind, columns: ResourceColumns, values: dict[str, Any]
+    ) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING on the unique name: no row back is a 409.
 
-        The unique constraint settles racing writers too (RFC 7644 section 3.3):
-        the loser's SAVEPOINT rolls back and the transaction stays usable.
+        RFC 7644 section 3.3. The unique constraint settles racing creates too:
+        on PostgreSQL the second insert waits for the first transaction and,
+        once it commits, inserts nothing. The transaction stays usable, with no
+        SAVEPOINT round trip on the hot path.
+        """
+        insert_statement = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert_statement(_RESOURCES)
+            .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+            .returning(_RESOURCES.c.id)
+        )
+        if self.session.execute(statement, values).first() is None:
+            raise self._taken(kind, columns)
+
+    def _renamed(self, kind: ResourceKind, columns: ResourceColumns, statement: Any) -> Any:
+        """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
+
+        The SAVEPOINT keeps the transaction usable after the database refuses
+        the row (RFC 7644 section 3.5.1), also when the clash comes from a
+        concurrent transaction.
         """
         try:
             with self.session.begin_nested():
@@ -324,10 +355,17 @@ class SqlBackend:
         except IntegrityError as error:
             text = str(error.orig)
             if _UNIQUE_CONSTRAINT in text or "name_key" in text:
-                raise UniquenessException(
-                    detail=f"{_NAME_ATTRIBUTE[kind]} {columns.name!r} is already taken"
-                ) from None
+                raise self._taken(kind, columns) from None
             raise
+
+    def _taken(self, kind: ResourceKind, columns: ResourceColumns) -> UniquenessException:
+        return UniquenessException(
+            detail=f"{_NAME_ATTRIBUTE[kind]} {columns.name!r} is already taken"
+        )
+
+    def _insert_values(self, rows: builtins.list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(_VALUES.insert(), rows)
 
     def _check_version(self, current: int, expected: str | None) -> None:
         """``If-Match`` (RFC 7644 section 3.14): a stale version writes nothing."""

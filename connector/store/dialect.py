@@ -1,9 +1,9 @@
 """The few SQL forms that differ between SQLite and PostgreSQL.
 
-A list of ids travels as ONE bound parameter (a JSON array read by
-``json_each`` on SQLite, an array on PostgreSQL) rather than one parameter per
-id, so that a PUT naming 20,000 members stays one statement on both databases
-and never meets SQLite's limit on bound variables.
+A list of ids travels as ONE bound parameter (an array on PostgreSQL, a JSON
+array read by ``json_each`` on SQLite) rather than one parameter per id, so
+that a PUT naming 20,000 members stays one statement on both databases and
+never meets SQLite's limit on bound variables; no chunking is needed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, String, bindparam, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    String,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute
 
@@ -23,25 +33,39 @@ SqlValue = ColumnElement[Any] | QueryableAttribute[Any]
 def id_table(dialect: str, ids: Collection[str]) -> FromClause:
     """A one-column table (``value``) holding ``ids``."""
     if dialect == "postgresql":
-        array = bindparam("ids", list(ids), type_=ARRAY(String()), unique=True)
-        return func.unnest(array).table_valued("value").render_derived()
+        return func.unnest(_array(ids)).table_valued("value").render_derived()
     return func.json_each(
         bindparam("ids", json.dumps(list(ids)), type_=String(), unique=True)
     ).table_valued("value")
 
 
 def in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnElement[bool]:
-    """``column IN ids``, whatever the number of ids."""
+    """``column IN ids``, whatever the number of ids, as an index lookup per id.
+
+    ``= ANY(array)`` on PostgreSQL; ``IN (SELECT value FROM json_each(?))``
+    on SQLite.
+    """
+    if dialect == "postgresql":
+        return column == any_(_array(ids))
     table = id_table(dialect, ids)
     return column.in_(select(table.c.value))
 
 
-def not_in_ids(
-    dialect: str, column: SqlValue, ids: Collection[str]
-) -> ColumnElement[bool]:
-    """``column NOT IN ids`` for a non-null column, whatever the number of ids."""
+def not_in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnElement[bool]:
+    """``column NOT IN ids`` for a non-null column, whatever the number of ids.
+
+    An anti-join on PostgreSQL (hashed, whatever its statistics say); SQLite
+    builds a transient index over the list for ``NOT IN``.
+    """
     table = id_table(dialect, ids)
+    if dialect == "postgresql":
+        return ~exists().where(table.c.value == column)
     return column.not_in(select(table.c.value))
+
+
+def _array(ids: Collection[str]) -> BindParameter[Any]:
+    array_type: Any = ARRAY(String())
+    return bindparam("ids", list(ids), type_=array_type, unique=True)
 
 
 def contains(dialect: str, column: SqlValue, text: str) -> ColumnElement[bool]:

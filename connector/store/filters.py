@@ -310,9 +310,7 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
             return or_(found, and_(long_value, self._substring(op, full, key)))
         return _order(op, column, key)
 
-    def _substring(
-        self, op: CompareOperator, column: SqlValue, key: str
-    ) -> ColumnElement[bool]:
+    def _substring(self, op: CompareOperator, column: SqlValue, key: str) -> ColumnElement[bool]:
         if key == "":
             return column.is_not(None)
         if op == CompareOperator.co:

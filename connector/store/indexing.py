@@ -117,9 +117,7 @@ def resource_columns(
     active = _get(document, "active") if kind is ResourceKind.USER else None
     if active is not None and not isinstance(active, bool):
         raise InvalidValueException(detail="'active' must be a boolean")
-    return ResourceColumns(
-        name=name, name_key=key, external_id=external_id or None, active=active
-    )
+    return ResourceColumns(name=name, name_key=key, external_id=external_id or None, active=active)
 
 
 def _get(document: Mapping[str, Any], attribute: str) -> Any:

@@ -75,9 +75,7 @@ class ScimAttributeValue(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    resource_id: Mapped[str] = mapped_column(
-        ForeignKey("scim_resources.id", ondelete="CASCADE")
-    )
+    resource_id: Mapped[str] = mapped_column(ForeignKey("scim_resources.id", ondelete="CASCADE"))
     org_id: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(300))
     element: Mapped[int] = mapped_column(Integer, default=0)
