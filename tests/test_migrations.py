@@ -119,3 +119,17 @@ def test_every_table_module_is_listed_in_connector_schema() -> None:
     listed = {module.__name__ for module in schema.TABLE_MODULES}
 
     assert _table_modules() <= listed, "add the module to connector/schema.py and migrate"
+
+
+def test_upgrading_sqlite_seeds_the_planner_statistics(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'planner.db'}"
+
+    upgrade_database(url)
+
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            tables = set(connection.scalars(text("SELECT tbl FROM sqlite_stat1")))
+    finally:
+        engine.dispose()
+    assert {"scim_resources", "scim_attribute_values", "group_members"} <= tables

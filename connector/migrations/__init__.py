@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from connector.db import make_engine
 from connector.settings import sqlite_file
+from connector.store.planner import seed_sqlite_planner_statistics
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -54,7 +55,11 @@ def ensure_sqlite_directory(database_url: str) -> None:
 
 
 def upgrade_database(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
-    """Apply every migration up to ``revision``; return the revisions before and after."""
+    """Apply every migration up to ``revision``; return the revisions before and after.
+
+    On SQLite it also seeds the query planner's statistics, once
+    (:mod:`connector.store.planner`).
+    """
     ensure_sqlite_directory(database_url)
     engine = make_engine(database_url, poolclass=NullPool)
     try:
@@ -63,6 +68,7 @@ def upgrade_database(database_url: str, revision: str = "head") -> tuple[str | N
                 connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
             before = current_revision(connection)
             command.upgrade(alembic_config(connection), revision)
+            seed_sqlite_planner_statistics(connection)
             after = current_revision(connection)
     finally:
         engine.dispose()
