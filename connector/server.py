@@ -7,6 +7,7 @@ builds its own application (and so its own connection pool) after the fork.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask
@@ -64,4 +65,10 @@ class HubScimServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        # Gunicorn configures only its own loggers; the service's go to the
+        # same stream, in each worker.
+        logging.basicConfig(
+            level=self._settings.log_level.upper(),
+            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        )
         return create_app(self._settings)

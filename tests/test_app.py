@@ -214,3 +214,17 @@ def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
         assert served.test_client().get("/healthz").status_code == 200
     finally:
         hub_scim(served).close()
+
+
+def test_a_public_base_url_with_a_path_is_the_prefix_a_proxy_strips(
+    app_factory: Callable[..., Flask], scim_token: str
+) -> None:
+    app = app_factory(public_base_url="https://hub.example.com/directory")
+    scim = ScimClient(app.test_client(), scim_token)
+
+    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": "path@example.com"})
+
+    assert response.status_code == 201
+    assert response.headers["Location"].startswith(
+        "https://hub.example.com/directory/scim/v2/Users/"
+    )
