@@ -2,114 +2,41 @@
 
 Every command takes ``--database-url`` (else ``HUB_SCIM_DATABASE_URL``, else
 the SQLite default of :mod:`connector.settings`). A failure prints one line
-starting with ``Error:`` and exits non-zero, without a traceback.
+starting with ``Error:`` and exits non-zero, without a traceback
+(:mod:`connector.commands`). Other parts of Hub define their command groups
+in their own modules, with :mod:`connector.commands`, and are added to
+:data:`cli` at the end of this file.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
 
 import click
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from connector.auth import (
-    CredentialNotFoundError,
-    Scope,
-    create_credential,
-    list_credentials,
-    revoke_credential,
+from connector.auth import Scope, create_credential, list_credentials, revoke_credential
+from connector.commands import (
+    command_session,
+    command_settings,
+    database_url_option,
+    handle_errors,
+    redacted,
 )
 from connector.db import make_engine, make_session_factory
-from connector.migrations import current_revision, head_revision, upgrade_database
+from connector.migrations import upgrade_database
 from connector.oauth import TOKEN_PATH, create_client
 from connector.organizations import (
     Bootstrap,
-    OrganizationExistsError,
-    OrganizationNotFoundError,
     bootstrap_first_start,
     create_organization,
     get_organization,
     list_organizations,
 )
 from connector.server import HubScimServer
-from connector.settings import Settings, SettingsError, load_settings
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from connector.settings import Settings
 
 SCIM_PATH = "/scim/v2"
-
-database_url_option = click.option(
-    "--database-url",
-    envvar=None,
-    default=None,
-    metavar="URL",
-    help="sqlite:///PATH or postgresql://USER@HOST/DB "
-    "(default: $HUB_SCIM_DATABASE_URL, else a SQLite file in the user's data directory).",
-)
-
-
-def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected failures into one ``Error:`` line and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except SettingsError as error:
-            raise click.ClickException(f"configuration: {error}") from None
-        except OrganizationNotFoundError as error:
-            raise click.ClickException(f"no organization named {error.args[0]!r}") from None
-        except OrganizationExistsError as error:
-            raise click.ClickException(
-                f"an organization named {error.args[0]!r} already exists"
-            ) from None
-        except CredentialNotFoundError:
-            raise click.ClickException(
-                "no credential of this organization matches that token or id"
-            ) from None
-        except SQLAlchemyError as error:
-            cause = str(getattr(error, "orig", None) or error).strip().splitlines()
-            raise click.ClickException(
-                f"database: {cause[0] if cause else type(error).__name__}"
-            ) from None
-
-    return wrapper
-
-
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(**overrides)
-
-
-def _redacted(database_url: str) -> str:
-    return make_url(database_url).render_as_string(hide_password=True)
-
-
-@contextmanager
-def _session(database_url: str | None) -> Iterator[Session]:
-    """A session on a migrated database, committed when the block succeeds."""
-    settings = _settings(database_url=database_url)
-    engine = make_engine(settings.database_url, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            at = current_revision(connection)
-        if at != head_revision():
-            raise click.ClickException(
-                f"the database {_redacted(settings.database_url)} is not migrated "
-                f"(at {at or 'no revision'}): run `hub-scim db upgrade` first"
-            )
-        with make_session_factory(engine)() as session:
-            yield session
-            session.commit()
-    finally:
-        engine.dispose()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,7 +97,7 @@ def prepare_to_serve(settings: Settings) -> Bootstrap | None:
 @database_url_option
 @click.option("--workers", type=int, default=None, help="Worker processes (default 2).")
 @click.option("--threads", type=int, default=None, help="Threads per worker (default 4).")
-@_clear_errors
+@handle_errors
 def serve(
     host: str | None,
     port: int | None,
@@ -179,10 +106,10 @@ def serve(
     threads: int | None,
 ) -> None:
     """Migrate the database and serve SCIM with gunicorn (production server)."""
-    settings = _settings(
+    settings = command_settings(
         host=host, port=port, database_url=database_url, workers=workers, threads=threads
     )
-    click.echo(f"Database: {_redacted(settings.database_url)}")
+    click.echo(f"Database: {redacted(settings.database_url)}")
     bootstrap = prepare_to_serve(settings)
     base_url = scim_base_url(settings)
     if bootstrap is not None:
@@ -207,20 +134,20 @@ def org() -> None:
 @org.command("create")
 @click.argument("name")
 @database_url_option
-@_clear_errors
+@handle_errors
 def org_create(name: str, database_url: str | None) -> None:
     """Create the organization NAME."""
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         organization = create_organization(session, name)
         click.echo(f"Created organization {organization.name!r}.")
 
 
 @org.command("list")
 @database_url_option
-@_clear_errors
+@handle_errors
 def org_list(database_url: str | None) -> None:
     """List organizations."""
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         for organization in list_organizations(session):
             click.echo(organization.name)
 
@@ -250,7 +177,7 @@ def token() -> None:
     help="Default: never (scim tokens: HUB_SCIM_SCIM_TOKEN_TTL_SECONDS when set).",
 )
 @database_url_option
-@_clear_errors
+@handle_errors
 def token_create(
     org_name: str,
     scope: str,
@@ -259,11 +186,11 @@ def token_create(
     database_url: str | None,
 ) -> None:
     """Create a credential; the token is printed once, alone on the last line."""
-    settings = _settings(database_url=database_url)
+    settings = command_settings(database_url=database_url)
     ttl = timedelta(days=expires_in_days) if expires_in_days else None
     if ttl is None and scope == Scope.SCIM:
         ttl = settings.scim_token_ttl
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         organization = get_organization(session, org_name)
         credential_id, secret = create_credential(
             session, organization.id, Scope(scope), label=label, ttl=ttl
@@ -277,10 +204,10 @@ def token_create(
 @click.option("--org", "org_name", required=True, help="Organization name.")
 @click.argument("token_or_id")
 @database_url_option
-@_clear_errors
+@handle_errors
 def token_revoke(org_name: str, token_or_id: str, database_url: str | None) -> None:
     """Revoke a credential, named by its token or its id."""
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         organization = get_organization(session, org_name)
         credential = revoke_credential(session, organization.id, token_or_id)
         click.echo(f"Revoked credential {credential.id} of organization {org_name!r}.")
@@ -296,10 +223,10 @@ def _when(moment: datetime | None) -> str:
     "--all", "include_issued", is_flag=True, help="Also the short-lived tokens of OAuth clients."
 )
 @database_url_option
-@_clear_errors
+@handle_errors
 def token_list(org_name: str, include_issued: bool, database_url: str | None) -> None:
     """List an organization's credentials and OAuth clients (never the tokens)."""
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         organization = get_organization(session, org_name)
         credentials = list_credentials(session, organization.id, include_issued=include_issued)
     click.echo(f"{'ID':36}  {'SCOPE':6}  {'CREATED':20}  {'EXPIRES':20}  {'REVOKED':20}  LABEL")
@@ -323,11 +250,11 @@ def client() -> None:
 @click.option("--org", "org_name", required=True, help="Organization name.")
 @click.option("--label", default="", help="A note to tell clients apart.")
 @database_url_option
-@_clear_errors
+@handle_errors
 def client_create(org_name: str, label: str, database_url: str | None) -> None:
     """Create an OAuth client; its secret is printed once, alone on the last line."""
-    settings = _settings(database_url=database_url)
-    with _session(database_url) as session:
+    settings = command_settings(database_url=database_url)
+    with command_session(database_url) as session:
         organization = get_organization(session, org_name)
         client_id, secret = create_client(session, organization.id, label=label)
     click.echo(f"Created OAuth client for organization {org_name!r}.")
@@ -342,10 +269,10 @@ def client_create(org_name: str, label: str, database_url: str | None) -> None:
 @click.option("--org", "org_name", required=True, help="Organization name.")
 @click.argument("client_id")
 @database_url_option
-@_clear_errors
+@handle_errors
 def client_revoke(org_name: str, client_id: str, database_url: str | None) -> None:
     """Revoke an OAuth client and every token it was issued."""
-    with _session(database_url) as session:
+    with command_session(database_url) as session:
         organization = get_organization(session, org_name)
         revoke_credential(session, organization.id, client_id)
         click.echo(f"Revoked OAuth client {client_id} of organization {org_name!r}.")
@@ -361,16 +288,20 @@ def db() -> None:
 
 @db.command("upgrade")
 @database_url_option
-@_clear_errors
+@handle_errors
 def db_upgrade(database_url: str | None) -> None:
     """Apply every pending migration (safe to run from several instances at once)."""
-    settings = _settings(database_url=database_url)
+    settings = command_settings(database_url=database_url)
     before, after = upgrade_database(settings.database_url)
-    where = _redacted(settings.database_url)
+    where = redacted(settings.database_url)
     if before == after:
         click.echo(f"{where} is up to date (revision {after}).")
     else:
         click.echo(f"Migrated {where} from {before or 'empty'} to {after}.")
+
+
+# -- commands of other parts of Hub ------------------------------------------
+# cli.add_command(<group defined in its own module>)
 
 
 def main() -> None:
