@@ -789,7 +789,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--members", type=int, default=5000, help="M group members (default 5000; target 20000)"
     )
     sizes.add_argument("--remove-sample", type=int, default=200, help="members removed one by one")
-    sizes.add_argument("--seed-threads", type=int, default=4, help="threads for untimed seeding")
+    sizes.add_argument(
+        "--seed-threads",
+        type=int,
+        default=1,
+        help="parallel requests for untimed seeding (default 1: SQLite has one writer; "
+        "PostgreSQL gains from 4)",
+    )
     sizes.add_argument("--lookup-scaling", action="store_true", help="also run lookup scaling")
     sizes.add_argument("--lookup-small", type=int, default=1000)
     sizes.add_argument("--lookup-big", type=int, default=100_000)

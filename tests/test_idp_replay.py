@@ -6,7 +6,8 @@ lifecycle, in order, each with what the IdP needs back. The format is the one of
 ``body`` or ``body_raw``, ``expect``, ``capture``, ``confidence``, ``note``;
 plus ``source``, the vendor document the step comes from).
 
-Every scenario runs against a fresh organization, on SQLite and on PostgreSQL.
+Every scenario runs against a fresh organization, on SQLite and on PostgreSQL;
+a file may set ``app_settings`` (``rate_limited_idp.json`` lowers the rate limit).
 All steps run even after one fails (a later step often shows what the failure
 did); a step whose placeholder was never captured is reported, not sent. The
 failure message lists every failing step with its id, note and response body.
@@ -17,12 +18,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Response
 
@@ -336,8 +338,15 @@ def test_replay_files_are_well_formed() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_idp_scenario(scim: ScimClient, scenario: Path) -> None:
-    """One IdP lifecycle, replayed step by step against a fresh organization."""
+def test_idp_scenario(app_factory: Callable[..., Flask], scim_token: str, scenario: Path) -> None:
+    """One IdP lifecycle, replayed step by step against a fresh organization.
+
+    A scenario may set ``app_settings`` (for example a low rate limit); otherwise
+    the app runs with the test defaults.
+    """
+    document = json.loads(scenario.read_text(encoding="utf-8"))
+    settings = document.get("app_settings", {}) if isinstance(document, dict) else {}
+    scim = ScimClient(app_factory(**settings).test_client(), scim_token)
     failures = run_scenario(scim, list(load_steps(scenario)))
     if failures:
         report = "\n\n".join(failure.report() for failure in failures)
