@@ -44,8 +44,6 @@ EXTENSION = "hub_scim"
 SCIM_PREFIX = "/scim/v2"
 REALM = "hub-scim"
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class HubScim:
