@@ -157,7 +157,10 @@ def _resolve_cached(
     model: type[Resource[Any]], text: str, for_comparison: bool
 ) -> AttributeInfo | None:
     try:
-        binding = Path(text).resolve(model)
+        path = Path(text)
+        if not isinstance(path.ast, AttrPath):
+            return None  # a value selection or a comparison, not attribute notation
+        binding = path.resolve(model)
     except (InvalidPathException, ValueError):
         return None
     if binding is None:

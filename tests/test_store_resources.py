@@ -458,9 +458,14 @@ class TestSavepoints:
     def test_a_failed_bulk_operation_rolls_back_alone(self, backend: SqlBackend) -> None:
         with backend.savepoint():
             backend.create(USER, okta_user("kept"))
-        with pytest.raises(UniquenessException), backend.savepoint():
-            backend.create(USER, okta_user("dropped"))
-            backend.create(USER, okta_user("kept"))
+
+        def failing_operation() -> None:
+            with backend.savepoint():
+                backend.create(USER, okta_user("dropped"))
+                backend.create(USER, okta_user("kept"))
+
+        with pytest.raises(UniquenessException):
+            failing_operation()
         backend.commit()
         names = [d["userName"] for d in backend.list(USER, ListQuery()).resources]
         assert names == ["kept"]

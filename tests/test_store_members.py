@@ -1,0 +1,319 @@
+"""Group membership as O(k) set operations (RFC 7644 section 3.5.2, DESIGN.md rule 1).
+
+Okta pushes members in PATCH batches and may PUT a group's whole member
+list; Entra batches adds and removes into one PATCH. Whatever the size of the
+group, a delta naming k members must touch k rows, not the group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from scim2_models import InvalidValueException
+from sqlalchemy import Engine, event, insert, select
+from sqlalchemy.orm import Session
+
+from connector.store import SqlBackend
+from connector.store.tables import GroupMember, ScimResource
+from scim.backend import ListQuery, MemberChanges, ResourceKind
+
+USER = ResourceKind.USER
+GROUP = ResourceKind.GROUP
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.changes: list[tuple[set[str], set[str]]] = []
+
+    def check_user(self, *args: Any) -> None: ...
+    def user_written(self, *args: Any) -> None: ...
+    def user_deleted(self, *args: Any) -> None: ...
+    def group_written(self, *args: Any) -> None: ...
+    def group_deleted(self, *args: Any) -> None: ...
+
+    def members_changed(
+        self, session: Session, org_id: int, group_id: str, added: set[str], removed: set[str]
+    ) -> None:
+        self.changes.append((added, removed))
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def backend(session: Session, org_id: int, recorder: Recorder) -> SqlBackend:
+    return SqlBackend(session, org_id, recorder)
+
+
+@pytest.fixture
+def people(backend: SqlBackend) -> list[str]:
+    ids = [backend.create(USER, {"userName": f"user{index:02}"}).id for index in range(6)]
+    backend.commit()
+    return ids
+
+
+@pytest.fixture
+def group_id(backend: SqlBackend) -> str:
+    group = backend.create(GROUP, {"displayName": "Engineering"})
+    backend.commit()
+    return group.id
+
+
+def change(backend: SqlBackend, group_id: str, **delta: Any) -> None:
+    frozen = {
+        key: frozenset(value) if isinstance(value, list | set) else value
+        for key, value in delta.items()
+    }
+    backend.replace(GROUP, group_id, {"displayName": "Engineering"}, MemberChanges(**frozen))
+
+
+def members(backend: SqlBackend, group_id: str) -> set[str]:
+    document = backend.get(GROUP, group_id).document
+    return {member["value"] for member in document.get("members", [])}
+
+
+class TestDeltas:
+    def test_okta_pushes_members_in_batches(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:3])
+        change(backend, group_id, add=people[2:5])  # people[2] is already in: a no-op for it
+        assert members(backend, group_id) == set(people[:5])
+        assert recorder.changes == [(set(people[:3]), set()), (set(people[3:5]), set())]
+
+    def test_adding_present_members_changes_nothing(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:2])
+        change(backend, group_id, add=people[:2])
+        change(backend, group_id, remove=[people[5]])
+        assert recorder.changes == [(set(people[:2]), set())]
+
+    def test_entra_adds_and_removes_in_one_patch(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:3])
+        change(backend, group_id, remove=[people[0]], add=[people[3], people[4]])
+        assert members(backend, group_id) == {people[1], people[2], people[3], people[4]}
+        assert recorder.changes[-1] == ({people[3], people[4]}, {people[0]})
+
+    def test_put_applies_only_the_difference(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:4])
+        change(backend, group_id, replace=people[2:6])
+        assert members(backend, group_id) == set(people[2:6])
+        assert recorder.changes[-1] == ({people[4], people[5]}, {people[0], people[1]})
+        change(backend, group_id, replace=[])
+        assert members(backend, group_id) == set()
+
+    def test_remove_all_then_add_keeps_the_readded(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:3])
+        change(backend, group_id, remove_all=True, add=[people[0], people[5]])
+        assert members(backend, group_id) == {people[0], people[5]}
+        # people[0] left and came back in the same request: no net change for it.
+        assert recorder.changes[-1] == ({people[5]}, {people[1], people[2]})
+
+    def test_order_is_replace_remove_all_remove_add(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        change(backend, group_id, replace=people[:3], remove=[people[1]], add=[people[4]])
+        assert members(backend, group_id) == {people[0], people[2], people[4]}
+        change(backend, group_id, replace=people[:3], remove_all=True)
+        assert members(backend, group_id) == set()
+
+    def test_members_come_with_display_and_type(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        backend.replace(USER, people[0], {"userName": "user00", "displayName": "Ada L."})
+        change(backend, group_id, add=people[:2])
+        listed = backend.get(GROUP, group_id).document["members"]
+        assert listed == [
+            {"value": people[0], "display": "Ada L.", "type": "User"},
+            {"value": people[1], "display": "user01", "type": "User"},
+        ]
+        groups = backend.get(USER, people[0]).document["groups"]
+        assert groups == [{"value": group_id, "display": "Engineering", "type": "direct"}]
+
+    def test_create_with_members(
+        self, backend: SqlBackend, people: list[str], recorder: Recorder
+    ) -> None:
+        created = backend.create(
+            GROUP, {"displayName": "Ops"}, MemberChanges(add=frozenset(people[:2]))
+        )
+        assert {member["value"] for member in created.document["members"]} == set(people[:2])
+        assert recorder.changes == [(set(people[:2]), set())]
+
+    def test_replace_does_not_read_the_member_list(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        change(backend, group_id, add=people)
+        stored = backend.replace(
+            GROUP,
+            group_id,
+            {"displayName": "Engineering"},
+            MemberChanges(remove=frozenset({people[0]})),
+        )
+        assert "members" not in stored.document
+
+
+class TestRefusals:
+    def test_unknown_member_is_refused_by_name_and_nothing_is_written(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        with pytest.raises(InvalidValueException, match="ghost-id") as refused:
+            change(backend, group_id, add=[people[0], "ghost-id"])
+        assert people[0] not in refused.value.detail
+        backend.rollback()
+        assert members(backend, group_id) == set()
+
+    def test_a_group_is_not_a_member(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        other = backend.create(GROUP, {"displayName": "Other"})
+        with pytest.raises(InvalidValueException, match=other.id):
+            change(backend, group_id, add=[other.id])
+        with pytest.raises(InvalidValueException, match="ghost"):
+            backend.create(
+                GROUP, {"displayName": "New"}, MemberChanges(replace=frozenset({"ghost"}))
+            )
+
+    def test_removing_unknown_ids_is_a_no_op(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, remove=["ghost", "x" * 300])
+        assert recorder.changes == []
+
+    def test_bad_ids_never_reach_the_database_as_errors(
+        self, backend: SqlBackend, group_id: str
+    ) -> None:
+        with pytest.raises(InvalidValueException):
+            change(backend, group_id, add=["nul\x00id"])
+        with pytest.raises(InvalidValueException, match="and 39995 more"):
+            change(backend, group_id, add=[f"ghost-{index}" for index in range(40_000)])
+
+
+@contextmanager
+def statements_on(engine: Engine) -> Iterator[list[str]]:
+    recorded: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        recorded.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield recorded
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def bulk_users(session: Session, org_id: int, count: int, prefix: str) -> list[str]:
+    """Users inserted straight into the table: scenario set-up, not the code under test."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": str(uuid4()),
+            "org_id": org_id,
+            "kind": "User",
+            "name": f"{prefix}{index}",
+            "name_key": f"{prefix}{index}",
+            "document": {"userName": f"{prefix}{index}"},
+            "version": 1,
+            "created_at": now,
+            "modified_at": now,
+        }
+        for index in range(count)
+    ]
+    session.execute(insert(ScimResource), rows)
+    return [row["id"] for row in rows]
+
+
+class TestCost:
+    """A delta of k members costs the same whatever the group's size."""
+
+    def test_statements_of_a_patch_do_not_grow_with_the_group(
+        self, backend: SqlBackend, session: Session, org_id: int, engine: Engine, group_id: str
+    ) -> None:
+        users = bulk_users(session, org_id, 3000, "bulk")
+        backend.commit()
+        shapes = []
+        for start in (0, 2900):
+            with statements_on(engine) as statements:
+                change(backend, group_id, add=users[start : start + 50])
+                backend.commit()
+            shapes.append(statements)
+        change(backend, group_id, add=users[50:2900])
+        with statements_on(engine) as statements:
+            change(backend, group_id, add=users[2950:], remove=[users[0]])
+        assert len(shapes[0]) == len(shapes[1])
+        # No statement reads or writes the group's member list as a whole:
+        # every one touching group_members names the k users.
+        for statement in statements:
+            if "group_members" in statement:
+                assert "user_id" in statement
+        assert not any(
+            statement.lstrip().upper().startswith("SELECT") and "group_members" in statement
+            for statement in statements
+        )
+
+    @pytest.mark.slow
+    def test_last_batch_of_a_big_group_costs_like_the_first(
+        self, backend: SqlBackend, session: Session, org_id: int, group_id: str
+    ) -> None:
+        users = bulk_users(session, org_id, 20_000, "big")
+        backend.commit()
+        timings = []
+        for start in range(0, len(users), 50):
+            began = time.perf_counter()
+            change(backend, group_id, add=users[start : start + 50])
+            backend.commit()
+            timings.append(time.perf_counter() - began)
+        first = sorted(timings[:40])[20]
+        last = sorted(timings[-40:])[20]
+        # A guard against O(group) work, not the benchmark (bench/ measures
+        # the 1.5x target over HTTP): B-tree inserts into a 20,000-row index
+        # touch more distinct pages than into an empty one, and this machine
+        # is shared.
+        assert last <= 2 * first + 0.003, (first, last)
+        assert session.scalar(
+            select(GroupMember.user_id).where(GroupMember.group_id == group_id).limit(1)
+        )
+
+    def test_put_of_a_large_list_is_one_statement_per_step(
+        self, backend: SqlBackend, session: Session, org_id: int, engine: Engine, group_id: str
+    ) -> None:
+        users = bulk_users(session, org_id, 5000, "put")
+        backend.commit()
+        change(backend, group_id, replace=users[:4000])
+        with statements_on(engine) as statements:
+            change(backend, group_id, replace=users[1000:])
+        assert members(backend, group_id) == set(users[1000:])
+        touching = [statement for statement in statements if "group_members" in statement]
+        assert len(touching) == 2  # one DELETE of the leavers, one INSERT of the joiners
+
+    def test_a_page_of_groups_reads_members_in_one_query(
+        self, backend: SqlBackend, people: list[str], engine: Engine
+    ) -> None:
+        for index in range(5):
+            backend.create(
+                GROUP, {"displayName": f"team{index}"}, MemberChanges(add=frozenset(people))
+            )
+        with statements_on(engine) as statements:
+            page = backend.list(GROUP, ListQuery())
+        assert all(len(document["members"]) == 6 for document in page.resources)
+        assert sum("group_members" in statement for statement in statements) == 1
+        with statements_on(engine) as statements:
+            users = backend.list(USER, ListQuery())
+        assert all(len(document["groups"]) == 5 for document in users.resources)
+        assert sum("group_members" in statement for statement in statements) == 1
