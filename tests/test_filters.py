@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from scim2_models import EnterpriseUser, Group, ScimFilter, User
+from scim2_models import EnterpriseUser, Group, NotFoundException, ScimFilter, User
+from scim2_models.path import AttrPath, CompareOperator, Comparison
 from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session
 
@@ -525,3 +526,41 @@ def recorded_statements(engine: Engine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.usefixtures("directory")
+class TestUnstorableOperands:
+    """Filter values the database could not even receive match nothing, never a 500."""
+
+    @pytest.mark.parametrize(
+        "node",
+        [
+            Comparison(AttrPath("userName"), CompareOperator.eq, "zed\x00"),
+            Comparison(AttrPath("title"), CompareOperator.co, "\ud800"),
+            Comparison(AttrPath("id"), CompareOperator.eq, "x" * 5000),
+            Comparison(
+                AttrPath("meta", "created"), CompareOperator.gt, "9999-12-31T23:59:59-01:00"
+            ),
+            Comparison(AttrPath("meta", "created"), CompareOperator.gt, "not a date"),
+        ],
+    )
+    def test_matches_nothing(self, backend: SqlBackend, node: Comparison) -> None:
+        assert backend.list(ResourceKind.USER, ListQuery(filter=node)).total == 0
+
+    def test_negation_of_an_unstorable_value_matches_everyone(self, backend: SqlBackend) -> None:
+        node = Comparison(AttrPath("userName"), CompareOperator.ne, "zed\x00")
+        assert backend.list(ResourceKind.USER, ListQuery(filter=node)).total == 4
+
+    def test_members_named_with_unstorable_ids(
+        self, backend: SqlBackend, directory: dict[str, str]
+    ) -> None:
+        node = Comparison(AttrPath("members", "value"), CompareOperator.eq, "\x00")
+        assert backend.list(ResourceKind.GROUP, ListQuery(filter=node)).total == 0
+        backend.replace(
+            ResourceKind.GROUP,
+            directory["Board"],
+            {"displayName": "Board"},
+            MemberChanges(remove=frozenset({"\x00", "\udc80"})),
+        )
+        with pytest.raises(NotFoundException):
+            backend.get(ResourceKind.USER, "\udc80")

@@ -55,6 +55,7 @@ from connector.store.indexing import (
     ResourceColumns,
     check_storable,
     resource_columns,
+    storable,
     stored_document,
     value_rows,
 )
@@ -297,7 +298,7 @@ class SqlBackend:
         return [ScimResource.org_id == self.org_id, ScimResource.kind == kind.value]
 
     def _row(self, kind: ResourceKind, resource_id: str, *, for_update: bool = False) -> Row[Any]:
-        if not isinstance(resource_id, str) or "\x00" in resource_id or len(resource_id) > 36:
+        if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
         # By primary key alone, tenant and kind checked on the one row: no
         # planner, with or without statistics, can then prefer a tenant-wide index.

@@ -19,7 +19,8 @@ Semantics chosen where RFC 7644 leaves room:
   ``meta.location`` and ``meta.version``.
 - A value path keeps its sub-conditions on one element of the attribute:
   ``emails[type eq "work" and value co "@x"]`` needs one email that is both.
-- Empty strings are not indexed, so ``pr`` means "has a non-empty value".
+- ``pr`` means "has a non-empty value": an empty string is present for
+  ``eq ""`` but not for ``pr``.
 - Values longer than the 512-character ``value_key`` compare on their full
   text for ``eq``, ``sw``, ``co`` and ``ew``; ordering operators compare the
   first 512 characters only. Lower-casing inside SQL (long values, member
@@ -28,6 +29,7 @@ Semantics chosen where RFC 7644 leaves room:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -68,7 +70,7 @@ from sqlalchemy.sql.expression import CompoundSelect
 
 from connector.store import dialect as sql
 from connector.store.dialect import SqlValue
-from connector.store.indexing import KEY_LENGTH, parse_datetime
+from connector.store.indexing import KEY_LENGTH, parse_datetime, storable
 from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
 from scim.attributes import AttributeInfo, ScimType, resolve_attribute, resolve_sub_attribute
 from scim.backend import ResourceKind, SortKey
@@ -228,7 +230,7 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
             paths = list(info.sub_attributes) or [info.path]
             value_row = ScimAttributeValue
             matches = select(value_row.resource_id).where(
-                value_row.org_id == self.org_id, value_row.path.in_(paths)
+                value_row.org_id == self.org_id, value_row.path.in_(paths), _non_empty(value_row)
             )
             return ScimResource.id.in_(matches)
         if info.path == "meta":
@@ -261,22 +263,25 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
         self, info: AttributeInfo, op: CompareOperator, value: Any, operand: Operand
     ) -> ColumnElement[bool]:
         """``operand op value`` for the type of ``info``, false where it has no meaning."""
+        if isinstance(value, str) and not storable(value):
+            return false()
         scim_type = info.type
         predicate: ColumnElement[bool] | None = None
         column: SqlValue | None = None
         if scim_type in _STRING_TYPES:
             column = operand.key
-            if isinstance(value, str) and column is not None:
-                predicate = self._string(info, op, info.comparison_key(value), column, operand.text)
+            key = _comparison_key(info, value)
+            if key is not None and column is not None:
+                predicate = self._string(info, op, key, column, operand.text)
         elif scim_type == ScimType.boolean:
             column = operand.boolean
             if isinstance(value, bool) and column is not None and op == CompareOperator.eq:
                 predicate = column == value
         elif scim_type in (ScimType.integer, ScimType.decimal):
             column = operand.number
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            if is_number and column is not None:
-                predicate = _order(op, column, float(value))
+            number = _finite(value)
+            if number is not None and column is not None:
+                predicate = _order(op, column, number)
         elif scim_type == ScimType.date_time:
             predicate, column = self._date_time(info, op, value, operand)
         if predicate is None or column is None:
@@ -334,6 +339,30 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return _order(op, operand.time, moment.astimezone(UTC)), operand.time
+
+
+def _comparison_key(info: AttributeInfo, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return info.comparison_key(value)
+    except ValueError:  # a comparison policy that cannot prepare this string
+        return None
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _non_empty(value_row: Any) -> ColumnElement[bool]:
+    """A value ``pr`` counts: RFC 7644 section 3.4.2.2 "non-empty or non-null"."""
+    return or_(value_row.value_text.is_(None), value_row.value_text != "")
 
 
 def index_operand(value_row: Any) -> Operand:
@@ -439,7 +468,8 @@ class ElementSets(FilterVisitor[ElementSet]):
         info = resolve_sub_attribute(self.compiler.model, self.parent, node.attr_path)
         if info is None:
             return self._none()
-        return self._rows(ScimAttributeValue.path == info.path)
+        value_row = ScimAttributeValue
+        return self._rows(value_row.path == info.path, _non_empty(value_row))
 
     def visit_not(self, node: Not) -> ElementSet:
         return except_(self._all(), _flatten(self.visit(node.expr)))

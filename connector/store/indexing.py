@@ -137,9 +137,9 @@ def value_rows(
 ) -> list[dict[str, Any]]:
     """The ``scim_attribute_values`` rows of one document (RFC 7644 section 3.4.2.2).
 
-    Empty strings are not indexed, so that ``pr`` ("non-empty or non-null")
-    is a plain existence test. Values of attributes kept in columns, write-only
-    or computed ones are not indexed either.
+    Values of attributes kept in columns, write-only or computed ones are not
+    indexed. Empty strings are, so that ``eq ""`` finds them; ``pr``
+    ("non-empty or non-null") skips them.
     """
     skipped = DIRECT_PATHS[kind]
     computed = COMPUTED_PATHS[kind]
@@ -150,13 +150,12 @@ def value_rows(
         if leaf.info.mutability == Mutability.write_only or leaf.info.returned == Returned.never:
             continue
         row = _typed_row(leaf)
-        if row is not None:
-            row.update(resource_id=resource_id, org_id=org_id, path=leaf.path, element=leaf.element)
-            rows.append(row)
+        row.update(resource_id=resource_id, org_id=org_id, path=leaf.path, element=leaf.element)
+        rows.append(row)
     return rows
 
 
-def _typed_row(leaf: LeafValue) -> dict[str, Any] | None:
+def _typed_row(leaf: LeafValue) -> dict[str, Any]:
     value = leaf.value
     row: dict[str, Any] = {
         "value_text": None,
@@ -177,8 +176,6 @@ def _typed_row(leaf: LeafValue) -> dict[str, Any] | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidValueException(detail=f"'{leaf.path}' must be a {scim_type.value}")
     text = value if isinstance(value, str) else str(value)
-    if text == "":
-        return None
     row["value_text"] = text
     row["value_key"] = key_prefix(leaf.info.comparison_key(text))
     if scim_type == ScimType.date_time:
@@ -211,8 +208,17 @@ def parse_datetime(text: str) -> datetime | None:
     """A dateTime (RFC 7643 section 2.3.5) as an aware UTC datetime, or None if it is not one."""
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+
+
+def storable(text: str) -> bool:
+    """Whether the database can hold ``text`` (no NUL, no unpaired surrogate).
+
+    A filter value it cannot hold equals nothing stored, and must not reach
+    the database as a parameter it would reject.
+    """
+    return _UNSTORABLE.search(text) is None

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, delete, exists, insert, literal, select
 from sqlalchemy.orm import Session
 
 from connector.store import dialect as sql
-from connector.store.indexing import check_storable
+from connector.store.indexing import check_storable, storable
 from connector.store.tables import GroupMember, ScimResource
 from scim.backend import MemberChanges, ResourceKind
 
@@ -77,8 +77,9 @@ def apply_member_changes(
         )
     if changes.remove_all:
         removed |= _deleted(session, of_group)
-    if changes.remove:
-        removed |= _deleted(session, of_group, sql.in_ids(dialect, member.user_id, changes.remove))
+    named = {user_id for user_id in changes.remove if storable(user_id)}
+    if named:
+        removed |= _deleted(session, of_group, sql.in_ids(dialect, member.user_id, named))
     wanted = set(changes.add)
     if changes.replace is not None and not changes.remove_all:
         wanted |= changes.replace - changes.remove
