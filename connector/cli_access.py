@@ -200,13 +200,14 @@ def product_list(org_name: str, as_json: bool, database_url: str | None) -> None
     """Every product of the catalog and its state for the organization."""
     with command_session(database_url) as session:
         org_id = _org_id(session, org_name)
-        stored = dict(
-            session.execute(
+        stored = {
+            row.product: row.state
+            for row in session.execute(
                 select(ProductStateRow.product, ProductStateRow.state).where(
                     ProductStateRow.org_id == org_id
                 )
-            ).tuples()
-        )
+            )
+        }
     # A product without a stored state is not subscribed (connector.provisioning.tables).
     states = {
         item.name: stored.get(item.name, ProductState.NOT_SUBSCRIBED.value) for item in HUB_CATALOG
