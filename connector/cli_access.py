@@ -31,6 +31,8 @@ from connector.audit import AuditRecord, iter_entries
 from connector.commands import command_session, database_url_option, handle_errors
 from connector.events import add_endpoint, deliver_due
 from connector.organizations import get_organization
+from connector.provisioning.directory import load_user_names
+from connector.provisioning.mappings import describe_change
 from connector.provisioning.service import (
     UserNotFound,
     apply_mapping,
@@ -169,12 +171,12 @@ def product_set(
 ) -> None:
     """Set PRODUCT to active, trial or not_subscribed; grants of a not-subscribed one go dormant."""
     with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
         try:
-            changes = set_product_state(
-                session, _org_id(session, org_name), product_name, state, actor=_actor()
-            )
+            changes = set_product_state(session, org_id, product_name, state, actor=_actor())
         except ValueError as error:
             raise click.ClickException(str(error)) from None
+        names = load_user_names(session, org_id, [change.user_id for change in changes])
     if as_json:
         _echo_json(
             {
@@ -188,7 +190,8 @@ def product_set(
     users = "user's" if len(changes) == 1 else "users'"
     click.echo(f"{len(changes)} {users} access changed.")
     for change in changes:
-        click.echo(f"  {change.user_id}: {_compact(change.before)} -> {_compact(change.after)}")
+        who = names.get(change.user_id, change.user_id)
+        click.echo(f"  {who}: {describe_change(change.before, change.after)}")
 
 
 @product.command("list")
@@ -238,22 +241,23 @@ def grant(
 ) -> None:
     """Grant USER (id or userName) PRODUCT by hand, replacing their earlier manual grant of it."""
     with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
         try:
             grant_manual(
-                session,
-                _org_id(session, org_name),
-                user,
-                product_name,
-                list(roles),
-                list(permissions),
-                actor=_actor(),
+                session, org_id, user, product_name, list(roles), list(permissions), actor=_actor()
             )
         except ValueError as error:
             raise click.ClickException(str(error)) from None
+        dormant = product_name in user_access(session, org_id, user)["dormant"]
     click.echo(
         f"Granted {product_name} to {user} "
         f"(roles: {', '.join(roles) or '-'}; permissions: {', '.join(permissions) or '-'})."
     )
+    if dormant:
+        click.echo(
+            f"The grant is dormant until {product_name} is enabled: "
+            f"hub-scim product set --org {org_name} {product_name} active"
+        )
 
 
 @click.command("revoke")
@@ -333,10 +337,6 @@ def _descriptions(sources: Any) -> list[str]:
     return [str(source.get("description", source)) for source in sources or []]
 
 
-def _compact(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
 @click.command("audit")
 @org_option
 @json_option
@@ -355,8 +355,8 @@ def _audit_json(entry: AuditRecord) -> str:
 
 
 def _audit_text(entry: AuditRecord) -> str:
-    data = entry.to_json()
-    line = f"{data['id']:>6}  {data['at']}  {entry.actor}  {entry.action}  {entry.target}"
+    at = entry.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{entry.id:>6}  {at}  {entry.actor}  {entry.action}  {entry.target}"
     return line + (f"  ({entry.reason})" if entry.reason else "")
 
 
