@@ -317,3 +317,49 @@ class TestCost:
             users = backend.list(USER, ListQuery())
         assert all(len(document["groups"]) == 5 for document in users.resources)
         assert sum("group_members" in statement for statement in statements) == 1
+
+
+class TestConcurrency:
+    def test_two_idp_batches_on_one_group_both_land(self, engine: Any, org_id: int) -> None:
+        """Entra and a retry PATCH the same group at once: both deltas apply, none is lost."""
+        import threading
+
+        from connector.db import make_session_factory
+
+        factory = make_session_factory(engine)
+        with factory() as session:
+            setup = SqlBackend(session, org_id)
+            users = [setup.create(USER, {"userName": f"c{index}"}).id for index in range(40)]
+            group = setup.create(GROUP, {"displayName": "Busy"})
+            setup.commit()
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def patch(batch: list[str]) -> None:
+            try:
+                with factory() as session:
+                    backend = SqlBackend(session, org_id)
+                    barrier.wait()
+                    backend.replace(
+                        GROUP,
+                        group.id,
+                        {"displayName": "Busy"},
+                        MemberChanges(add=frozenset(batch)),
+                    )
+                    backend.commit()
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+
+        threads = [
+            threading.Thread(target=patch, args=(users[:20],)),
+            threading.Thread(target=patch, args=(users[20:],)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        with factory() as session:
+            stored = SqlBackend(session, org_id).get(GROUP, group.id)
+        assert {member["value"] for member in stored.document["members"]} == set(users)
+        assert stored.version == 'W/"3"'
