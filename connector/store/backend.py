@@ -17,6 +17,18 @@ What the store keeps and returns (RFC 7643 section 3.1):
   its members (a PATCH must stay O(k)), the caller reads them with ``get``
   when it has to show them.
 
+Uniqueness (RFC 7644 section 3.3): a create is ``INSERT ... ON CONFLICT
+(org_id, kind, name_key) DO NOTHING RETURNING id`` (no row back: 409), which
+also settles racing creates without a SAVEPOINT round trip; a replace that
+changes the name runs its UPDATE in a SAVEPOINT and turns the unique
+violation into a 409. Either way the request's transaction stays usable.
+
+Versions (RFC 7644 section 3.14): the row is read ``FOR UPDATE`` and
+updated ``WHERE version = <read version>``; ``expected_version`` may be
+``W/"n"``, ``"n"`` or ``*``. Single rows are read by primary key alone and
+their tenant checked on the row, so no planner ever prefers a tenant-wide
+index for them.
+
 Deleting a user removes its memberships without bumping the groups'
 versions: taking those groups' locks while holding the user's could deadlock
 with a concurrent PATCH adding the user to one of them.
@@ -33,14 +45,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from scim2_models import (
-    EnterpriseUser,
-    Group,
     InvalidValueException,
     NotFoundException,
     PreconditionFailedException,
     Resource,
     UniquenessException,
-    User,
 )
 from sqlalchemy import ColumnElement, Row, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -64,12 +73,11 @@ from connector.store.members import apply_member_changes, check_member_ids
 from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
 from scim.attributes import resolve_attribute
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.resources import MODELS
 
-DEFAULT_MODELS: dict[ResourceKind, type[Resource[Any]]] = {
-    ResourceKind.USER: User[EnterpriseUser],
-    ResourceKind.GROUP: Group,
-}
-"""The scim2-models resource types the store indexes documents against."""
+DEFAULT_MODELS: dict[ResourceKind, type[Resource[Any]]] = dict(MODELS)
+"""The resource models the store indexes documents and resolves filters against:
+the ones the protocol layer serves (:data:`scim.resources.MODELS`)."""
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 _MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
