@@ -21,17 +21,20 @@ from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750 import InsufficientScopeError
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from scim2_models import Error, ForbiddenException, SCIMException, UnauthorizedException
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from connector.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.auth import AuthenticatedCredential, Scope, make_resource_protector
 from connector.db import make_engine, make_session_factory
 from connector.health import create_health_blueprint, database_ping
 from connector.migrations import ensure_sqlite_directory
 from connector.oauth import create_token_blueprint
+from connector.provisioning.context import Cause, reset_cause, set_cause
+from connector.provisioning.service import AccessListener, lock_org_for_write
 from connector.ratelimit import RateLimiter
 from connector.settings import Settings, load_settings
 from connector.store import DirectoryListener, SqlBackend
@@ -43,6 +46,11 @@ from scim.settings import ScimSettings
 EXTENSION = "hub_scim"
 SCIM_PREFIX = "/scim/v2"
 REALM = "hub-scim"
+
+BeforeDirectoryWrite = Callable[[Session, int], None]
+"""Runs at the start of each mutating SCIM request, before the store touches the directory."""
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class HubScim:
     rate_limiter: RateLimiter
     owns_engine: bool
     directory_listener: DirectoryListener | None = None
+    before_directory_write: BeforeDirectoryWrite | None = None
 
     def close(self) -> None:
         """Release the connection pool, unless the engine was handed in."""
@@ -79,6 +88,9 @@ def request_session() -> Session:
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
+    cause_token = g.pop("hub_scim_cause_token", None)
+    if cause_token is not None:
+        reset_cause(cause_token)
     session: Session | None = g.pop("hub_scim_session", None)
     if session is not None:
         session.close()
@@ -97,6 +109,7 @@ def create_app(
     *,
     engine: Engine | None = None,
     directory_listener: DirectoryListener | None = None,
+    before_directory_write: BeforeDirectoryWrite | None = lock_org_for_write,
     **overrides: Any,
 ) -> Flask:
     """Build the service: ``settings`` (else loaded from the environment) plus ``overrides``.
@@ -104,7 +117,11 @@ def create_app(
     ``engine`` lets a caller share one engine between applications (the test
     suite does); otherwise the application creates and owns its own.
     ``directory_listener`` follows every directory change inside the SCIM
-    request's transaction (:mod:`connector.store.listener`).
+    request's transaction (:mod:`connector.store.listener`); by default Hub's
+    access engine (:class:`connector.provisioning.service.AccessListener`).
+    ``before_directory_write`` runs first in every mutating SCIM request; by
+    default it takes the organization's write lock, so that changes to who
+    is Owner serialize across instances without deadlocks (DESIGN.md rule 3).
     """
     if settings is None:
         settings = load_settings(**overrides)
@@ -132,7 +149,8 @@ def create_app(
         protector=make_resource_protector(request_session, REALM),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         owns_engine=owns_engine,
-        directory_listener=directory_listener,
+        directory_listener=directory_listener or AccessListener(),
+        before_directory_write=before_directory_write,
     )
     app.teardown_appcontext(_close_request_session)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
@@ -140,6 +158,11 @@ def create_app(
         create_token_blueprint(app, request_session, settings.oauth_token_ttl_seconds)
     )
     _mount_scim(app, settings)
+    state = hub_scim(app)
+    app.register_blueprint(
+        create_access_blueprint(request_session, state.protector, state.rate_limiter, REALM),
+        url_prefix=ACCESS_API_PREFIX,
+    )
     return app
 
 
@@ -160,7 +183,25 @@ def scim_settings(settings: Settings) -> ScimSettings:
 
 
 def _request_backend() -> Backend:
-    return SqlBackend(request_session(), request_org_id(), hub_scim().directory_listener)
+    state = hub_scim()
+    session = request_session()
+    org_id = request_org_id()
+    if request.method in _WRITE_METHODS and not request.path.endswith("/.search"):
+        _set_request_cause()
+        if state.before_directory_write is not None:
+            state.before_directory_write(session, org_id)
+    return SqlBackend(session, org_id, state.directory_listener)
+
+
+def _set_request_cause() -> None:
+    """Name this SCIM write in the audit trail: its credential and request line (rule 11)."""
+    if "hub_scim_cause_token" in g:
+        return
+    credential: AuthenticatedCredential = g.hub_scim_credential
+    cause = Cause(
+        actor=f"scim:{credential.credential_id}", reason=f"{request.method} {request.path}"
+    )
+    g.hub_scim_cause_token = set_cause(cause)
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:

@@ -1,4 +1,12 @@
-"""Tables of derived and IT-managed access state (DESIGN.md rules 2 to 10)."""
+"""Tables of derived and IT-managed access state (DESIGN.md rules 2 to 10).
+
+``owner_seats``, ``owner_holds`` and ``access_snapshots`` name their user
+without a foreign key: the store deletes a user's row before telling the
+access engine (:mod:`connector.store.listener`), and the engine needs the
+seat, the queue place and the last derived access then, to free the seat,
+seat the next in line and audit what the user lost. The engine deletes those
+rows itself, and treats a seat whose user no longer exists as freed.
+"""
 
 from __future__ import annotations
 
@@ -99,7 +107,7 @@ class OwnerSeat(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
     seat: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    user_id: Mapped[str] = mapped_column(ForeignKey("scim_resources.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(36))
     seated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     kept_as_last: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -111,9 +119,7 @@ class OwnerHold(Base):
     __table_args__ = (UniqueConstraint("org_id", "position", name="uq_owner_holds_position"),)
 
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(
-        ForeignKey("scim_resources.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
     held_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -123,9 +129,7 @@ class AccessSnapshot(Base):
 
     __tablename__ = "access_snapshots"
 
-    user_id: Mapped[str] = mapped_column(
-        ForeignKey("scim_resources.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     access: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

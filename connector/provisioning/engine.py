@@ -1,0 +1,344 @@
+"""Derived access recomputed after a change, in the change's transaction (DESIGN.md rules 2-12).
+
+:func:`recompute` is the one path every change takes: a SCIM write (through
+:class:`connector.provisioning.listener.AccessListener`), a manual grant, a
+product state. It reads the facts of the users the change touched and of the
+Owner seats' holders, re-seats Owners with
+:func:`connector.access.owners.seat_owners`, derives each touched user's
+access with :func:`connector.access.derive.derive_access`, and stores the
+snapshots, the seats and queue, the audit entries and the product events, all
+in the caller's transaction. The caller has taken the organization's write
+lock (:mod:`connector.provisioning.locking`) before touching the directory.
+
+Users who become Owner candidates in the same change queue in the order they
+were provisioned (oldest first): the store reports a membership delta as a
+set, and the order of provisioning is the first-come order IT can see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.orm import Session
+
+from connector import audit, events
+from connector.access.changes import AccessChange, access_change, effective
+from connector.access.derive import AccessContext, DerivedAccess, derive_access, qualifies_as_owner
+from connector.access.owners import (
+    OwnerEvent,
+    OwnerEventKind,
+    OwnerOutcome,
+    OwnerSeats,
+    seat_owners,
+)
+from connector.db import utcnow
+from connector.provisioning.context import Cause
+from connector.provisioning.directory import (
+    DirectoryUser,
+    OrgRules,
+    StoredSeats,
+    load_rules,
+    load_seats,
+    load_snapshots,
+    load_user_names,
+    load_users,
+)
+from connector.provisioning.tables import AccessSnapshot, OwnerHold, OwnerSeat
+
+ACCESS_CHANGED = "access.changed"
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """One user's access change, with the name the audit trail and previews show."""
+
+    user_name: str | None
+    change: AccessChange
+
+    @property
+    def user_id(self) -> str:
+        return self.change.user_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"userName": self.user_name, **self.change.to_json()}
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """What one recomputation did: the access changes and the Owner seating."""
+
+    changes: tuple[UserChange, ...]
+    owners: OwnerOutcome
+
+
+def recompute(
+    session: Session,
+    org_id: int,
+    user_ids: Iterable[str],
+    *,
+    cause: Cause,
+    rules: OrgRules | None = None,
+    deleted: Collection[str] = (),
+    now: datetime | None = None,
+) -> Recomputed:
+    """Derive again the access of ``user_ids`` (and of whoever the Owner seating moves).
+
+    ``deleted``: users just removed from the directory; their seat or queue
+    place is freed and their snapshot dropped. Costs a fixed number of
+    queries plus O(len(user_ids) + Owner queue) rows.
+    """
+    moment = now or utcnow()
+    rules = rules or load_rules(session, org_id)
+    context = rules.context
+    gone = frozenset(deleted)
+    stored = load_seats(session, org_id)
+    wanted = list(dict.fromkeys(user for user in user_ids if user not in gone))
+    users = load_users(session, org_id, {*wanted, *stored.known} - gone - stored.vanished, rules)
+    outcome = seat(stored, users, wanted, context, left=gone, now=moment)
+    affected = sorted(
+        user for user in outcome.affected_users if user in users and user not in wanted
+    )
+    derive_ids = [user for user in wanted if user in users] + affected
+    removed_ids = sorted(gone | stored.vanished)
+    before = load_snapshots(session, org_id, [*derive_ids, *removed_ids])
+    after = {
+        user: derive_access(users[user].facts, context, outcome.after.standing(user))
+        for user in derive_ids
+    }
+    names = {user: users[user].user_name for user in derive_ids}
+    changes = diff_access(before, after, names)
+    changes += removed_access(before, removed_ids)
+    save_snapshots(session, org_id, before, after, now=moment)
+    drop_snapshots(session, org_id, removed_ids)
+    save_seats(session, org_id, outcome.before, outcome.after, now=moment)
+    record_owner_events(session, org_id, outcome, cause, names)
+    record_access_changes(session, org_id, changes, after, cause)
+    return Recomputed(tuple(changes), outcome)
+
+
+def seat(
+    stored: StoredSeats,
+    users: Mapping[str, DirectoryUser],
+    changed: Sequence[str],
+    context: AccessContext,
+    *,
+    left: Collection[str] = (),
+    now: datetime,
+) -> OwnerOutcome:
+    """The two-Owner cap after a change (DESIGN.md rules 3 and 4).
+
+    Seat and queue holders keep their places while they still qualify; the
+    changed users who newly qualify queue behind them, oldest first.
+    Leavers are the deleted, the vanished and every inactive user at hand.
+    """
+    known = set(stored.known)
+
+    def qualifies(user: str) -> bool:
+        found = users.get(user)
+        return found is not None and qualifies_as_owner(found.facts, context)
+
+    holders = [user for user in stored.known if qualifies(user)]
+    newcomers = sorted(
+        (user for user in set(changed) - known if qualifies(user)),
+        key=lambda user: (users[user].created_at, user),
+    )
+    leavers = set(left) | stored.vanished
+    leavers |= {user for user, found in users.items() if not found.facts.active}
+    leavers |= known - set(users)
+    return seat_owners(stored.seats, holders + newcomers, leavers, now=now)
+
+
+def diff_access(
+    before: Mapping[str, DerivedAccess],
+    after: Mapping[str, DerivedAccess],
+    names: Mapping[str, str],
+) -> list[UserChange]:
+    changes = []
+    for user, access in after.items():
+        change = access_change(before.get(user), access)
+        if change is not None:
+            changes.append(UserChange(names.get(user), change))
+    return changes
+
+
+def removed_access(
+    before: Mapping[str, DerivedAccess], user_ids: Iterable[str]
+) -> list[UserChange]:
+    """What users deleted from the directory lost (DESIGN.md rule 8)."""
+    changes = []
+    for user in user_ids:
+        change = access_change(before.get(user), DerivedAccess(user, active=False, role=None))
+        if change is not None:
+            changes.append(UserChange(None, change))
+    return changes
+
+
+def save_snapshots(
+    session: Session,
+    org_id: int,
+    before: Mapping[str, DerivedAccess],
+    after: Mapping[str, DerivedAccess],
+    *,
+    now: datetime,
+) -> None:
+    """Store each derived access that differs from its snapshot: one statement per kind."""
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for user, access in after.items():
+        data = access.to_json()
+        previous = before.get(user)
+        if previous is None:
+            inserts.append({"user_id": user, "org_id": org_id, "access": data, "updated_at": now})
+        elif previous.to_json() != data:
+            updates.append({"user_id": user, "access": data, "updated_at": now})
+    if updates:
+        session.execute(update(AccessSnapshot), updates)
+    if inserts:
+        session.execute(insert(AccessSnapshot), inserts)
+
+
+def drop_snapshots(session: Session, org_id: int, user_ids: Collection[str]) -> None:
+    if user_ids:
+        session.execute(
+            delete(AccessSnapshot).where(
+                AccessSnapshot.org_id == org_id, AccessSnapshot.user_id.in_(sorted(user_ids))
+            )
+        )
+
+
+def save_seats(
+    session: Session, org_id: int, before: OwnerSeats, after: OwnerSeats, *, now: datetime
+) -> None:
+    """Write the seats and queue that changed; the primary key refuses a third seat."""
+    if before == after:
+        return
+    old = {seat.number: seat for seat in before.seats}
+    new = {seat.number: seat for seat in after.seats}
+    changed = sorted(
+        number for number in old.keys() | new.keys() if old.get(number) != new.get(number)
+    )
+    if changed:
+        session.execute(
+            delete(OwnerSeat).where(OwnerSeat.org_id == org_id, OwnerSeat.seat.in_(changed))
+        )
+        rows = [
+            {
+                "org_id": org_id,
+                "seat": number,
+                "user_id": new[number].user_id,
+                "seated_at": new[number].since,
+                "kept_as_last": new[number].kept_as_last,
+            }
+            for number in changed
+            if number in new
+        ]
+        if rows:
+            session.execute(insert(OwnerSeat), rows)
+    if before.queue != after.queue:
+        # Positions are renumbered from 1; the queue is short (would-be third Owners).
+        session.execute(delete(OwnerHold).where(OwnerHold.org_id == org_id))
+        if after.queue:
+            session.execute(
+                insert(OwnerHold),
+                [
+                    {
+                        "org_id": org_id,
+                        "user_id": held.user_id,
+                        "position": position,
+                        "held_at": held.since,
+                    }
+                    for position, held in enumerate(after.queue, start=1)
+                ],
+            )
+
+
+def owner_action(kind: OwnerEventKind) -> str:
+    """``owner_seated`` as the audit trail and events name it: ``owner.seated``."""
+    subject, _, what = kind.value.partition("_")
+    return f"{subject}.{what}"
+
+
+def record_owner_events(
+    session: Session,
+    org_id: int,
+    outcome: OwnerOutcome,
+    cause: Cause,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """Audit and announce each step of the Owner seating (DESIGN.md rule 3)."""
+    if not outcome.events:
+        return
+    known = dict(names or {})
+    missing = {event.user_id for event in outcome.events if event.user_id} - known.keys()
+    known.update(load_user_names(session, org_id, missing))
+    for event in outcome.events:
+        data = owner_event_json(event, outcome, known)
+        action = owner_action(event.kind)
+        audit.record(
+            session,
+            org_id,
+            actor=cause.actor,
+            action=action,
+            target=f"user:{event.user_id}" if event.user_id else "org",
+            after=data,
+            reason=f"{cause.reason}: {event.reason}",
+        )
+        events.emit(session, org_id, action, event.user_id or f"org:{org_id}", data)
+
+
+def owner_event_json(
+    event: OwnerEvent, outcome: OwnerOutcome, names: Mapping[str, str]
+) -> dict[str, Any]:
+    data = event.to_json()
+    if event.user_id is not None:
+        data["userName"] = names.get(event.user_id)
+        position = outcome.after.queue_position(event.user_id)
+        if position is not None:
+            data["queue_position"] = position
+    data["owners"] = list(outcome.after.owner_ids)
+    return data
+
+
+def change_reason(cause: Cause, change: AccessChange) -> str:
+    """The request, then the rules behind the change: ``PATCH /Groups/1; via rule 1 (...)``."""
+    if not change.causes:
+        return cause.reason
+    return f"{cause.reason}; via " + ", ".join(source.describe() for source in change.causes)
+
+
+def record_access_changes(
+    session: Session,
+    org_id: int,
+    changes: Iterable[UserChange],
+    after: Mapping[str, DerivedAccess],
+    cause: Cause,
+) -> None:
+    """An audit entry and an ``access.changed`` event per user whose effective access changed."""
+    for item in changes:
+        change = item.change
+        audit.record(
+            session,
+            org_id,
+            actor=cause.actor,
+            action=ACCESS_CHANGED,
+            target=f"user:{change.user_id}",
+            before=change.before,
+            after=change.after,
+            reason=change_reason(cause, change),
+        )
+        events.emit(
+            session,
+            org_id,
+            ACCESS_CHANGED,
+            change.user_id,
+            {
+                "user_id": change.user_id,
+                "userName": item.user_name,
+                "changed": sorted(change.after),
+                "access": effective(after.get(change.user_id)),
+            },
+        )
