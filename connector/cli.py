@@ -16,6 +16,7 @@ import click
 from sqlalchemy.pool import NullPool
 
 from connector.auth import Scope, create_credential, list_credentials, revoke_credential
+from connector.cli_access import ACCESS_COMMANDS
 from connector.commands import (
     command_session,
     command_settings,
@@ -301,7 +302,9 @@ def db_upgrade(database_url: str | None) -> None:
 
 
 # -- commands of other parts of Hub ------------------------------------------
-# cli.add_command(<group defined in its own module>)
+
+for _command in ACCESS_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
