@@ -1,4 +1,9 @@
-"""The application factory: configuration, database, authentication and the SCIM routes.
+"""The application factory: configuration, database, authentication and the routes.
+
+Routes: SCIM 2.0 under ``/scim/v2`` (IdPs, ``scim`` credentials), the access
+API under ``/api/v1`` (Hub's products, ``access`` credentials), the OAuth
+token endpoint ``/oauth/token`` (client-credentials grant), and the probes
+``/healthz`` and ``/readyz``.
 
 :func:`create_app` builds one Flask application per call and keeps its state
 in ``app.extensions["hub_scim"]`` (an engine, a session factory, Authlib's
