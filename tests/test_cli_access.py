@@ -1,0 +1,503 @@
+"""IT at the command line: mapping groups to roles, products, grants, and seeing the result.
+
+The commands run with click's runner against the test database (SQLite and
+PostgreSQL) while the IdP pushes users and groups through the real SCIM app,
+so each scenario reads as IT would live it: Okta pushed, IT maps, IT looks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from click.testing import CliRunner, Result
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, func, select
+
+from connector import cli_access
+from connector.auth import Scope
+from connector.cli import cli
+from connector.db import make_session_factory
+from connector.events import SIGNATURE_HEADER, verify
+from connector.migrations import alembic_config, current_revision, head_revision
+from connector.models import Organization
+from tests.fixtures_app import ScimClient, issue_token
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+MAPPING = """\
+default_role = "member"
+owner_fallback_role = "admin"
+
+[[rules]]
+group = "Hub Owners"
+role = "owner"
+
+[[rules]]
+group = "PSA Technicians"
+product = "psa"
+product_roles = ["technician"]
+permissions = ["psa.tickets.read", "psa.tickets.create"]
+"""
+
+# Line 3: an unknown role; line 8: an unknown permission.
+BAD_MAPPING = """\
+[[rules]]
+group = "Hub Owners"
+role = "emperor"
+
+[[rules]]
+group = "PSA Technicians"
+product = "psa"
+permissions = ["psa.tickets.teleport"]
+"""
+
+
+@pytest.fixture(scope="session")
+def cli_database_url(database_url: str, engine: Engine) -> str:
+    """The test database, marked as migrated for the commands' migration check.
+
+    Its tables come from the models, which the migrations build exactly
+    (``tests/test_migrations.py``), so stamping it at the head revision is true.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(0x48554253434D)))
+        if current_revision(connection) != head_revision():
+            command.stamp(alembic_config(connection), "head")
+    return database_url
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in list(os.environ):
+        if name.startswith("HUB_SCIM_"):
+            monkeypatch.delenv(name)
+    return CliRunner()
+
+
+@pytest.fixture
+def org_name(engine: Engine, org_id: int) -> str:
+    with make_session_factory(engine)() as session:
+        organization = session.get(Organization, org_id)
+        assert organization is not None
+        return organization.name
+
+
+@pytest.fixture
+def hub_scim(runner: CliRunner, cli_database_url: str) -> Callable[..., Result]:
+    """``hub-scim ARGS...`` against the test database."""
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, [*args, "--database-url", cli_database_url])
+
+    return run
+
+
+@pytest.fixture
+def mapping_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mapping.toml"
+    path.write_text(MAPPING, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bad_mapping_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_MAPPING, encoding="utf-8")
+    return path
+
+
+def push_user(scim: ScimClient, user_name: str) -> str:
+    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": user_name})
+    assert response.status_code == 201, response.json
+    user_id: str = response.json["id"]
+    return user_id
+
+
+def push_group(scim: ScimClient, name: str, *members: str) -> str:
+    response = scim.post(
+        "/Groups",
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": name,
+            "members": [{"value": member} for member in members],
+        },
+    )
+    assert response.status_code == 201, response.json
+    group_id: str = response.json["id"]
+    return group_id
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def fails_cleanly(result: Result, message: str, exit_code: int = 1) -> None:
+    assert result.exit_code == exit_code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def access_json(hub_scim: Callable[..., Result], org: str, user: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ok(hub_scim("access", "--org", org, user, "--json")).output)
+    return data
+
+
+# -- mapping ---------------------------------------------------------------------
+
+
+def test_a_dry_run_previews_the_change_and_changes_nothing(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+    before = access_json(hub_scim, org_name, ada)
+
+    preview = ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file), "--dry-run"))
+
+    assert "nothing was changed" in preview.output
+    assert "owner" in preview.output
+    assert access_json(hub_scim, org_name, ada) == before
+    assert "no mapping" in ok(hub_scim("mapping", "show", "--org", org_name)).output
+
+
+def test_applying_the_mapping_changes_access_and_show_prints_the_file(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+
+    applied = ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    assert "Mapping applied." in applied.output
+    assert access_json(hub_scim, org_name, "ada@msp.example")["role"] == "owner"
+    assert ok(hub_scim("mapping", "show", "--org", org_name)).output == MAPPING
+
+
+def test_the_dry_run_preview_as_json(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+
+    result = ok(
+        hub_scim("mapping", "apply", "--org", org_name, str(mapping_file), "--dry-run", "--json")
+    )
+
+    preview = json.loads(result.output)
+    assert ada in json.dumps(preview)
+
+
+def test_a_bad_file_names_every_line_and_changes_nothing(
+    scim: ScimClient,
+    hub_scim: Callable[..., Result],
+    org_name: str,
+    mapping_file: Path,
+    bad_mapping_file: Path,
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    result = hub_scim("mapping", "apply", "--org", org_name, str(bad_mapping_file))
+
+    fails_cleanly(result, f"{bad_mapping_file}:3:")
+    assert f"{bad_mapping_file}:8:" in result.output
+    assert "emperor" in result.output
+    assert ok(hub_scim("mapping", "show", "--org", org_name)).output == MAPPING
+    assert access_json(hub_scim, org_name, ada)["role"] == "owner"
+
+
+def test_a_file_that_is_not_toml_is_refused_with_its_line(
+    hub_scim: Callable[..., Result], org_name: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('default_role = "member"\n[[rules]\ngroup = "x"\n', encoding="utf-8")
+
+    fails_cleanly(hub_scim("mapping", "apply", "--org", org_name, str(broken)), f"{broken}:2:")
+
+
+def test_mapping_for_an_unknown_organization_is_one_error_line(
+    hub_scim: Callable[..., Result], mapping_file: Path
+) -> None:
+    fails_cleanly(
+        hub_scim("mapping", "apply", "--org", "nobody", str(mapping_file)),
+        "no organization named 'nobody'",
+    )
+
+
+# -- products and grants ---------------------------------------------------------
+
+
+def test_a_product_not_subscribed_keeps_its_grants_dormant_until_enabled(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "PSA Technicians", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    ok(hub_scim("product", "set", "--org", org_name, "psa", "not_subscribed"))
+    dormant = access_json(hub_scim, org_name, ada)
+    ok(hub_scim("product", "set", "--org", org_name, "psa", "trial"))
+    counting = access_json(hub_scim, org_name, ada)
+
+    assert "psa" in dormant["dormant"]
+    assert "psa" not in dormant["products"]
+    assert counting["products"]["psa"]["permissions"] == ["psa.tickets.create", "psa.tickets.read"]
+
+
+def test_product_list_shows_every_product_and_its_state(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    ok(hub_scim("product", "set", "--org", org_name, "crm", "trial"))
+
+    listed = json.loads(ok(hub_scim("product", "list", "--org", org_name, "--json")).output)
+    table = ok(hub_scim("product", "list", "--org", org_name)).output
+
+    assert listed == {
+        "psa": "not_subscribed",
+        "crm": "trial",
+        "defend": "not_subscribed",
+        "rmm": "not_subscribed",
+    }
+    assert "crm       trial" in table
+
+
+def test_an_unknown_product_or_state_is_refused(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    fails_cleanly(hub_scim("product", "set", "--org", org_name, "spreadsheets", "active"), "Error:")
+    fails_cleanly(
+        hub_scim("product", "set", "--org", org_name, "psa", "forever"), "forever", exit_code=2
+    )
+
+
+def test_a_manual_grant_counts_until_revoked(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    ok(hub_scim("product", "set", "--org", org_name, "rmm", "active"))
+
+    ok(
+        hub_scim(
+            "grant", "--org", org_name, "ada@msp.example", "rmm",
+            "--role", "technician", "--permission", "rmm.devices.read",
+        )
+    )  # fmt: skip
+    granted = access_json(hub_scim, org_name, ada)
+    ok(hub_scim("revoke", "--org", org_name, ada, "rmm"))
+    revoked = access_json(hub_scim, org_name, ada)
+
+    rmm = granted["products"]["rmm"]
+    assert rmm["permissions"] == ["rmm.devices.read"]
+    assert any(source["type"] == "manual" for source in rmm["sources"])
+    assert "rmm" not in revoked["products"]
+
+
+def test_a_grant_with_a_client_role_is_refused(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    push_user(scim, "ada@msp.example")
+
+    result = hub_scim(
+        "grant", "--org", org_name, "ada@msp.example", "psa", "--role", "portal_contact"
+    )
+
+    fails_cleanly(result, "portal_contact")
+
+
+def test_a_grant_to_an_unknown_user_is_one_error_line(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    fails_cleanly(
+        hub_scim("grant", "--org", org_name, "nobody@msp.example", "psa"),
+        "no user 'nobody@msp.example'",
+    )
+
+
+# -- seeing the result -----------------------------------------------------------
+
+
+def test_access_json_is_exactly_what_products_read_from_the_api(
+    scim: ScimClient,
+    client: FlaskClient,
+    engine: Engine,
+    org_id: int,
+    hub_scim: Callable[..., Result],
+    org_name: str,
+    mapping_file: Path,
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "PSA Technicians", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+    ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
+    token = issue_token(engine, org_id, Scope.ACCESS)
+
+    printed = access_json(hub_scim, org_name, "ada@msp.example")
+    served = client.get(f"/api/v1/access/{ada}", headers={"Authorization": f"Bearer {token}"})
+
+    assert printed == served.json
+    assert {"active", "role", "held", "products", "dormant"} <= set(printed)
+    assert set(printed["products"]["psa"]) >= {"roles", "permissions", "onboarding", "sources"}
+
+
+def test_access_for_people_names_the_role_grants_and_rules(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "PSA Technicians", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+    ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
+
+    text = ok(hub_scim("access", "--org", org_name, "ada@msp.example")).output
+
+    assert "Role:   member" in text
+    assert "psa (onboarding pending): roles technician" in text
+    assert "psa.tickets.create, psa.tickets.read" in text
+    assert "PSA Technicians" in text
+
+
+def test_access_of_an_unknown_user_is_one_error_line(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    fails_cleanly(
+        hub_scim("access", "--org", org_name, "nobody@msp.example"), "no user 'nobody@msp.example'"
+    )
+
+
+def test_audit_json_is_one_object_per_line_with_actor_and_cause(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    lines = ok(hub_scim("audit", "--org", org_name, "--json")).output.splitlines()
+
+    entries = [json.loads(line) for line in lines]
+    assert entries
+    for entry in entries:
+        assert {"at", "actor", "action", "target", "before", "after", "reason"} <= set(entry)
+    assert any(entry["actor"].startswith("cli") for entry in entries)
+    ids = [entry["id"] for entry in entries]
+    assert ids == sorted(ids)
+    since = ok(hub_scim("audit", "--org", org_name, "--json", "--since", str(ids[0])))
+    assert [json.loads(line)["id"] for line in since.output.splitlines()] == ids[1:]
+
+
+def test_audit_for_people_is_one_line_per_entry(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    push_user(scim, "ada@msp.example")
+    ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
+
+    text = ok(hub_scim("audit", "--org", org_name)).output
+    as_json = ok(hub_scim("audit", "--org", org_name, "--json")).output
+
+    assert len(text.splitlines()) == len(as_json.splitlines()) > 0
+
+
+def test_health_fails_monitoring_for_an_org_without_an_owner(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    push_user(scim, "ada@msp.example")
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    result = hub_scim("health", "--org", org_name)
+    as_json = hub_scim("health", "--org", org_name, "--json")
+
+    assert result.exit_code == cli_access.HEALTH_ATTENTION_EXIT_CODE, result.output
+    assert "owner" in result.output.lower()
+    assert as_json.exit_code == cli_access.HEALTH_ATTENTION_EXIT_CODE
+    json.loads(as_json.output)
+
+
+def test_health_passes_once_an_owner_is_seated_and_every_rule_has_its_group(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "Hub Owners", ada)
+    push_group(scim, "PSA Technicians", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    ok(hub_scim("health", "--org", org_name))
+
+
+# -- webhooks --------------------------------------------------------------------
+
+
+class RecordingTransport:
+    """Stands in for ``requests.Session``: records each POST and answers 204."""
+
+    sent: list[tuple[str, bytes, Mapping[str, str]]] = []
+
+    def __enter__(self) -> RecordingTransport:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def post(self, url: str, *, data: bytes, headers: Mapping[str, str], timeout: float) -> Any:
+        self.sent.append((url, data, headers))
+        return type("Response", (), {"status_code": 204})()
+
+
+@pytest.fixture
+def transport(monkeypatch: pytest.MonkeyPatch) -> type[RecordingTransport]:
+    RecordingTransport.sent = []
+    monkeypatch.setattr(cli_access.requests, "Session", RecordingTransport)
+    return RecordingTransport
+
+
+def test_a_webhook_receives_signed_events_once(
+    scim: ScimClient,
+    hub_scim: Callable[..., Result],
+    org_name: str,
+    mapping_file: Path,
+    transport: type[RecordingTransport],
+) -> None:
+    hook = f"https://psa.example/hooks/{org_name}"
+    added = ok(hub_scim("webhook", "add", "--org", org_name, hook))
+    secret = added.output.splitlines()[-1]
+    ada = push_user(scim, "ada@msp.example")
+    push_group(scim, "PSA Technicians", ada)
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
+
+    ok(hub_scim("events", "deliver", "--once"))
+    first_round = [sent for sent in transport.sent if sent[0] == hook]
+    ok(hub_scim("events", "deliver", "--once"))
+
+    assert first_round
+    assert [sent for sent in transport.sent if sent[0] == hook] == first_round, "never twice"
+    for _url, body, headers in first_round:
+        signature = headers[SIGNATURE_HEADER]
+        signed_at = int(signature.split(",")[0].removeprefix("t="))
+        assert verify(secret, signature, body, now=signed_at)
+
+
+def test_a_webhook_must_be_an_http_url(hub_scim: Callable[..., Result], org_name: str) -> None:
+    fails_cleanly(hub_scim("webhook", "add", "--org", org_name, "ftp://psa.example"), "http")
+
+
+def test_a_grant_of_a_product_not_subscribed_says_it_is_dormant(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    ada = push_user(scim, "ada@msp.example")
+
+    result = ok(
+        hub_scim("grant", "--org", org_name, ada, "crm", "--permission", "crm.contacts.read")
+    )
+
+    assert "dormant until crm is enabled" in result.output
+    assert "crm" in access_json(hub_scim, org_name, ada)["dormant"]
