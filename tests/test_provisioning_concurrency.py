@@ -1,0 +1,146 @@
+"""The two-Owner cap under concurrent IdP requests (DESIGN.md rule 3, issue 3 "Consistency").
+
+Several server processes (each with its own engine and connection pool, as
+gunicorn workers or app instances are) and several threads of one process
+push users into "Hub Owners", deactivate and reactivate Owners, all at once,
+against one database. No request may fail, no interleaving may seat a third
+Owner at any moment of the audit trail, and the end state must satisfy the
+cap's invariants: two seats, everyone else who qualifies queued once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Protocol
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine
+
+from connector.app import create_app, hub_scim
+from tests.fixtures_app import ScimClient
+from tests.test_provisioning_support import OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp
+
+WORKERS = 4
+
+
+class Waiter(Protocol):
+    """A barrier: ``threading.Barrier`` or a multiprocessing manager's proxy of one."""
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+USERS_PER_WORKER = 4
+
+
+def _add(group: str, user: str) -> dict[str, object]:
+    return {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}],
+    }
+
+
+def _active(value: bool) -> dict[str, object]:
+    return {
+        "schemas": [PATCH_SCHEMA],
+        "Operations": [{"op": "replace", "path": "active", "value": value}],
+    }
+
+
+def race(
+    scim: ScimClient, group: str, users: list[str], start: Waiter
+) -> list[tuple[str, int, str]]:
+    """One IdP connection's burst: add each user to the Owners group, then make the first leave
+    and come back. Answers every (request, status, body) that was not a success."""
+    failures = []
+    start.wait()
+    requests = [(f"/Groups/{group}", _add(group, user), 204) for user in users]
+    requests += [
+        (f"/Users/{users[0]}", _active(False), 200),
+        (f"/Groups/{group}", _add(group, users[-1]), 204),
+        (f"/Users/{users[0]}", _active(True), 200),
+    ]
+    for path, body, expected in requests:
+        response = scim.patch(path, json=body)
+        if response.status_code != expected:
+            failures.append((path, response.status_code, response.get_data(as_text=True)))
+    return failures
+
+
+def race_in_process(
+    database_url: str, token: str, group: str, users: list[str], start: Waiter
+) -> list[tuple[str, int, str]]:
+    """A server process of its own: its own app, engine and pool."""
+    app = create_app(database_url=database_url, rate_limit_per_minute=0)
+    try:
+        return race(ScimClient(app.test_client(), token), group, users, start)
+    finally:
+        hub_scim(app).close()
+
+
+@pytest.fixture
+def owners_race(scim: ScimClient, engine: Engine, org_id: int) -> tuple[Hub, str, list[list[str]]]:
+    hub = Hub(engine, org_id)
+    hub.apply(OWNERS_MAPPING)
+    idp = Idp(scim)
+    group = idp.group("Hub Owners")
+    users = [
+        [idp.user(f"u{w}-{i}@msp.example") for i in range(USERS_PER_WORKER)] for w in range(WORKERS)
+    ]
+    return hub, group, users
+
+
+def check_cap(hub: Hub, users: list[list[str]]) -> None:
+    everyone = {user for batch in users for user in batch}
+    seats, held = hub.seats(), hub.held()
+    assert len(seats) == 2
+    assert len(set(held)) == len(held)
+    assert set(seats) | set(held) == everyone
+    assert not set(seats) & set(held)
+    roles = {user: hub.access(user) for user in everyone}
+    assert sorted(u for u, a in roles.items() if a["role"] == "owner") == sorted(seats)
+    assert all(roles[user]["held"] for user in held)
+    # Replay the audit trail: at no point were more than two Owners seated.
+    seated: set[str] = set()
+    for entry in hub.audit():
+        if entry.action == "owner.seated":
+            seated.add(entry.after["user_id"])
+        elif entry.action == "owner.unseated":
+            seated.discard(entry.after["user_id"])
+        assert len(seated) <= 2
+    assert seated == set(seats)
+
+
+def test_server_processes_racing_to_seat_owners_never_seat_a_third(
+    owners_race: tuple[Hub, str, list[list[str]]], database_url: str, scim_token: str
+) -> None:
+    hub, group, users = owners_race
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
+        start = manager.Barrier(WORKERS, timeout=120)
+        futures = [
+            pool.submit(race_in_process, database_url, scim_token, group, batch, start)
+            for batch in users
+        ]
+        failures = [failure for future in futures for failure in future.result(timeout=300)]
+
+    assert failures == []
+    check_cap(hub, users)
+
+
+def test_threads_racing_to_seat_owners_never_fail_nor_lock(
+    owners_race: tuple[Hub, str, list[list[str]]], app: Flask, scim_token: str
+) -> None:
+    hub, group, users = owners_race
+    start = threading.Barrier(WORKERS, timeout=60)
+
+    def connection(batch: list[str]) -> list[tuple[str, int, str]]:
+        return race(ScimClient(app.test_client(), scim_token), group, batch, start)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        failures = [failure for result in pool.map(connection, users) for failure in result]
+
+    assert failures == []
+    check_cap(hub, users)
