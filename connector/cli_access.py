@@ -425,8 +425,10 @@ def events() -> None:
 @click.option(
     "--batch",
     type=click.IntRange(min=1, max=1000),
-    default=50,
+    default=20,
     show_default=True,
+    # On SQLite a round holds the write lock while it posts (connector.events):
+    # small rounds keep the IdP's writes from waiting long.
     help="Deliveries attempted per round.",
 )
 @database_url_option

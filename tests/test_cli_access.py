@@ -501,3 +501,9 @@ def test_a_grant_of_a_product_not_subscribed_says_it_is_dormant(
 
     assert "dormant until crm is enabled" in result.output
     assert "crm" in access_json(hub_scim, org_name, ada)["dormant"]
+
+
+def test_the_deliverer_stops_after_its_rounds(
+    hub_scim: Callable[..., Result], transport: type[RecordingTransport]
+) -> None:
+    ok(hub_scim("events", "deliver", "--rounds", "2", "--interval", "0.1"))
