@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
-from connector import audit, events
+from connector import audit
 from connector.access.changes import AccessChange, access_change, effective
 from connector.access.derive import AccessContext, DerivedAccess, derive_access, qualifies_as_owner
 from connector.access.owners import (
@@ -36,6 +36,7 @@ from connector.access.owners import (
     seat_owners,
 )
 from connector.db import utcnow
+from connector.provisioning.announce import Announcement, announce
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import (
     DirectoryUser,
@@ -275,6 +276,7 @@ def record_owner_events(
     known = dict(names or {})
     missing = {event.user_id for event in outcome.events if event.user_id} - known.keys()
     known.update(load_user_names(session, org_id, missing))
+    announcements = []
     for event in outcome.events:
         data = owner_event_json(event, outcome, known)
         action = owner_action(event.kind)
@@ -287,7 +289,8 @@ def record_owner_events(
             after=data,
             reason=f"{cause.reason}: {event.reason}",
         )
-        events.emit(session, org_id, action, event.user_id or f"org:{org_id}", data)
+        announcements.append(Announcement(action, event.user_id or f"org:{org_id}", data))
+    announce(session, org_id, announcements)
 
 
 def owner_event_json(
@@ -318,6 +321,7 @@ def record_access_changes(
     cause: Cause,
 ) -> None:
     """An audit entry and an ``access.changed`` event per user whose effective access changed."""
+    announcements = []
     for item in changes:
         change = item.change
         audit.record(
@@ -330,15 +334,16 @@ def record_access_changes(
             after=change.after,
             reason=change_reason(cause, change),
         )
-        events.emit(
-            session,
-            org_id,
-            ACCESS_CHANGED,
-            change.user_id,
-            {
-                "user_id": change.user_id,
-                "userName": item.user_name,
-                "changed": sorted(change.after),
-                "access": effective(after.get(change.user_id)),
-            },
+        announcements.append(
+            Announcement(
+                ACCESS_CHANGED,
+                change.user_id,
+                {
+                    "user_id": change.user_id,
+                    "userName": item.user_name,
+                    "changed": sorted(change.after),
+                    "access": effective(after.get(change.user_id)),
+                },
+            )
         )
+    announce(session, org_id, announcements)

@@ -26,8 +26,9 @@ from scim2_models import InvalidValueException
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from connector import audit, events
+from connector import audit
 from connector.access.mapping import GroupRef, bind_rules, client_addresses
+from connector.provisioning.announce import Announcement, announce
 from connector.provisioning.context import Cause, current_cause
 from connector.provisioning.directory import (
     attribute,
@@ -255,14 +256,9 @@ def _audit(
 def _user_event(session: Session, org_id: int, kind: str, user_id: str, document: Document) -> None:
     """``user.deactivated`` and ``user.deleted`` end the user's sessions (DESIGN.md rule 8)."""
     user_name = attribute(document, "userName")
-    events.emit(
-        session,
-        org_id,
-        kind,
-        user_id,
-        {
-            "user_id": user_id,
-            "userName": user_name if isinstance(user_name, str) else None,
-            "end_sessions": kind != "user.reactivated",
-        },
-    )
+    payload = {
+        "user_id": user_id,
+        "userName": user_name if isinstance(user_name, str) else None,
+        "end_sessions": kind != "user.reactivated",
+    }
+    announce(session, org_id, [Announcement(kind, user_id, payload)])
