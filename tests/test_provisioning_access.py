@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, select
 
 from connector.access.mapping import MappingError
 from connector.audit import AuditEntry
+from connector.db import make_session_factory
 from connector.events import Event
 from connector.provisioning.service import (
     UserNotFound,
@@ -21,7 +22,9 @@ from connector.provisioning.service import (
     revoke_manual,
 )
 from connector.provisioning.tables import AccessSnapshot
+from connector.store import SqlBackend
 from connector.store.tables import ScimResource
+from scim.backend import ResourceKind
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import OWNERS_MAPPING, USER_SCHEMA, Hub, Idp
 
@@ -369,3 +372,124 @@ def test_a_profile_update_is_audited_without_recomputing(idp: Idp, hub: Hub) -> 
     assert replaced.before == {"name": {"givenName": "Ada"}}
     assert replaced.after == {"name": {"givenName": "Augusta"}}
     assert len(hub.audit("access.changed")) == changes_before
+
+
+def test_a_user_stored_before_derivation_was_on_gets_the_default_role(
+    engine: Engine, org_id: int, hub: Hub
+) -> None:
+    with make_session_factory(engine)() as session:
+        stored = SqlBackend(session, org_id).create(
+            ResourceKind.USER, {"schemas": [USER_SCHEMA], "userName": "old@msp.example"}
+        )
+        session.commit()
+
+    access = hub.access("old@msp.example")
+
+    assert (access["id"], access["role"], access["sources"][0]["type"]) == (
+        stored.id,
+        "member",
+        "default_role",
+    )
+    assert hub.run(lambda s: s.get(AccessSnapshot, stored.id)) is None
+
+
+def test_entra_app_role_grants_follow_the_product_state(
+    idp: Idp, engine: Engine, org_id: int
+) -> None:
+    hub = Hub(engine, org_id)
+    hub.apply(
+        'map_scim_roles = true\n\n[[rules]]\nscim_role = "Hub.Technician"\nproduct = "psa"\n'
+        'permissions = ["psa.tickets.read"]\n'
+    )
+    ada = idp.user("ada", roles=[{"value": "hub.technician", "primary": "True"}])
+    assert "psa" in hub.access(ada)["dormant"]
+
+    changes = hub.product("psa", "active")
+
+    assert [change.user_id for change in changes] == [ada]
+    assert hub.may(ada, PSA_READ)
+
+
+def test_a_group_put_that_renames_onto_a_rule_and_replaces_members(
+    idp: Idp, hub: Hub, scim: ScimClient
+) -> None:
+    ada, bob = idp.user("ada"), idp.user("bob")
+    desk = idp.group("Desk", [ada])
+
+    response = scim.put(
+        f"/Groups/{desk}",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "PSA Technicians",
+            "members": [{"value": bob}],
+        },
+    )
+
+    assert response.status_code == 200
+    assert hub.access(ada)["products"] == {}
+    assert hub.may(bob, PSA_CREATE)
+
+
+def test_an_okta_bulk_push_derives_access_for_each_operation(
+    idp: Idp, hub: Hub, scim: ScimClient
+) -> None:
+    bulk = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "ada",
+                "data": {"schemas": [USER_SCHEMA], "userName": "ada"},
+            },
+            {
+                "method": "POST",
+                "path": "/Users",
+                "bulkId": "pat",
+                "data": {"schemas": [USER_SCHEMA], "userName": "pat@clients.example.com"},
+            },
+            {
+                "method": "POST",
+                "path": "/Groups",
+                "bulkId": "desk",
+                "data": {
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "PSA Technicians",
+                    "members": [{"value": "bulkId:ada"}],
+                },
+            },
+        ],
+    }
+
+    response = scim.post("/Bulk", json=bulk)
+
+    statuses = [str(op["status"]) for op in response.get_json()["Operations"]]
+    assert statuses == ["201", "400", "201"]
+    assert hub.may("ada", PSA_CREATE)
+    assert [e.reason for e in hub.audit("user.created")] == ["POST /scim/v2/Bulk"]
+
+
+def test_the_health_report_names_what_needs_attention(idp: Idp, hub: Hub) -> None:
+    ada, bob, cy = idp.user("ada"), idp.user("bob"), idp.user("cy")
+    idp.group("Hub Owners", [ada, bob, cy])
+    idp.group("PSA Technicians", [ada])
+    hub.product("psa", "not_subscribed")
+
+    report = hub.run(lambda s: health_report(s, hub.org_id))
+
+    data = report.to_json()
+    assert [held["user_id"] for held in data["held"]] == [cy]
+    assert data["held"][0]["position"] == 1
+    assert data["without_owner"] is False
+    assert data["dormant_grants"] == [
+        {
+            "product": "psa",
+            "state": "not_subscribed",
+            "source": 'rule 2 "PSA technicians" (group "PSA Technicians")',
+            "users": 1,
+        }
+    ]
+    assert [rule["group"] for rule in data["unbound_rules"]] == ["Auditors"]
+    text = report.to_text()
+    assert "Held third Owner #1: cy" in text
+    assert "Dormant:" in text
