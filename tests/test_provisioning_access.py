@@ -403,6 +403,7 @@ def test_entra_app_role_grants_follow_the_product_state(
     )
     ada = idp.user("ada", roles=[{"value": "hub.technician", "primary": "True"}])
     assert "psa" in hub.access(ada)["dormant"]
+    assert hub.run(lambda s: health_report(s, hub.org_id)).dormant[0].users == 1
 
     changes = hub.product("psa", "active")
 

@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import counts
+from connector.access.derive import AccessContext
+from connector.access.mapping import group_ref_key
 from connector.access.owners import OwnerSeats
 from connector.provisioning.directory import load_rules, load_seats, load_user_names
 from connector.provisioning.tables import ManualGrant
-from connector.store.tables import GroupMember, ScimResource
+from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
 from scim.backend import ResourceKind
 
 
@@ -171,32 +173,25 @@ def health_report(session: Session, org_id: int) -> HealthReport:
     )
 
 
-def _dormant(session: Session, org_id: int, context: Any) -> tuple[DormantGrant, ...]:
+def _dormant(session: Session, org_id: int, context: AccessContext) -> tuple[DormantGrant, ...]:
     found: list[DormantGrant] = []
     for rule in context.config.rules:
         if rule.grant is None or counts(context.state(rule.grant.product)):
             continue
-        group_id = context.bindings.get(rule.group_key) if rule.group_key else None
-        members = 0
-        if group_id is not None:
-            members = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(GroupMember)
-                    .where(GroupMember.group_id == group_id)
-                )
-                or 0
+        if rule.group_key is not None:
+            group_id = context.bindings.get(rule.group_key)
+            if group_id is None:
+                continue  # reported as a rule whose group was never pushed
+            holders = select(func.count()).where(GroupMember.group_id == group_id)
+        else:
+            holders = select(func.count()).where(
+                ScimAttributeValue.org_id == org_id,
+                ScimAttributeValue.path == "roles.value",
+                ScimAttributeValue.value_key == group_ref_key(rule.scim_role or ""),
             )
-        if rule.group_key is not None and group_id is None:
-            continue  # reported as a rule whose group was never pushed
-        found.append(
-            DormantGrant(
-                rule.grant.product,
-                context.state(rule.grant.product).value,
-                rule.describe(),
-                members,
-            )
-        )
+        product = rule.grant.product
+        users = session.scalar(holders) or 0
+        found.append(DormantGrant(product, context.state(product).value, rule.describe(), users))
     manual = session.execute(
         select(ManualGrant.product, func.count())
         .where(ManualGrant.org_id == org_id)
