@@ -1,1 +1,1 @@
-"""Hub's SCIM connector: the directory Okta and Entra ID push, and the Hub access derived from it."""
+"""Hub's SCIM connector: the directory Okta and Entra ID push, and the access derived from it."""
