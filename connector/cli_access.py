@@ -29,7 +29,7 @@ from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.mapping import MappingError
 from connector.audit import AuditRecord, iter_entries
 from connector.commands import command_session, database_url_option, handle_errors
-from connector.events import add_endpoint, deliver_due
+from connector.events import add_endpoint, claim_due, post_deliveries, record_outcomes
 from connector.organizations import get_organization
 from connector.provisioning.directory import load_user_names
 from connector.provisioning.mappings import describe_change
@@ -425,10 +425,8 @@ def events() -> None:
 @click.option(
     "--batch",
     type=click.IntRange(min=1, max=1000),
-    default=20,
+    default=100,
     show_default=True,
-    # On SQLite a round holds the write lock while it posts (connector.events):
-    # small rounds keep the IdP's writes from waiting long.
     help="Deliveries attempted per round.",
 )
 @database_url_option
@@ -442,8 +440,12 @@ def events_deliver(
     with requests.Session() as transport:
         try:
             while True:
+                # Claim, post, record: no database lock is held while posting.
                 with command_session(database_url) as session:
-                    report = deliver_due(session, transport, limit=batch)
+                    claimed = claim_due(session, limit=batch)
+                outcomes = post_deliveries(claimed, transport)
+                with command_session(database_url) as session:
+                    report = record_outcomes(session, outcomes)
                 if once or report.delivered or report.failed:
                     click.echo(f"Delivered {report.delivered}, failed {report.failed}.")
                 done += 1

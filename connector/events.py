@@ -151,14 +151,42 @@ class DeliveryReport:
     failed: int
 
 
-def deliver_due(
-    session: Session, transport: Transport, *, now: datetime | None = None, limit: int = 100
-) -> DeliveryReport:
-    """Attempt every due delivery once; the caller commits.
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A claimed delivery, detached from the database to be posted outside a transaction."""
 
-    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so several
-    app instances can deliver side by side without sending one event twice at
-    the same moment (SQLite serializes writers anyway).
+    event_id: int
+    endpoint_id: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    pending: PendingDelivery
+    status: int
+    error: str
+
+    @property
+    def delivered(self) -> bool:
+        return 200 <= self.status < 300
+
+
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def claim_due(
+    session: Session, *, now: datetime | None = None, limit: int = 100
+) -> list[PendingDelivery]:
+    """Claim due deliveries for one round; the caller commits before posting.
+
+    A claim pushes ``next_attempt_at`` a lease ahead, so a deliverer that dies
+    mid-round only delays its deliveries. Rows are taken with ``FOR UPDATE
+    SKIP LOCKED`` on PostgreSQL so several instances deliver side by side.
+    Committing the claim before any HTTP call keeps a slow webhook from holding
+    database locks that the IdP's writes wait on (SQLite has one writer).
     """
     moment = now or utcnow()
     due = session.execute(
@@ -170,30 +198,67 @@ def deliver_due(
         .limit(limit)
         .with_for_update(skip_locked=True, of=EventDelivery)
     ).all()
-    delivered = failed = 0
+    claimed = []
     for delivery, event, endpoint in due:
         body = json.dumps(event_body(event), separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            EVENT_ID_HEADER: event.uid,
-            SIGNATURE_HEADER: sign(endpoint.secret, int(moment.timestamp()), body),
-        }
         delivery.attempts += 1
+        delivery.next_attempt_at = moment + CLAIM_LEASE
+        claimed.append(
+            PendingDelivery(
+                event_id=delivery.event_id,
+                endpoint_id=delivery.endpoint_id,
+                url=endpoint.url,
+                headers={
+                    "Content-Type": "application/json",
+                    EVENT_ID_HEADER: event.uid,
+                    SIGNATURE_HEADER: sign(endpoint.secret, int(moment.timestamp()), body),
+                },
+                body=body,
+                attempts=delivery.attempts,
+            )
+        )
+    session.flush()
+    return claimed
+
+
+def post_deliveries(
+    pending: list[PendingDelivery], transport: Transport, *, timeout: float = 10.0
+) -> list[DeliveryOutcome]:
+    """POST each claimed delivery; touches no database."""
+    outcomes = []
+    for item in pending:
         try:
-            response = transport.post(endpoint.url, data=body, headers=headers, timeout=10.0)
+            response = transport.post(
+                item.url, data=item.body, headers=item.headers, timeout=timeout
+            )
             status = int(response.status_code)
         except Exception as exc:  # any transport failure is retried later
-            status, error = 0, f"{type(exc).__name__}: {exc}"
+            outcomes.append(DeliveryOutcome(item, 0, f"{type(exc).__name__}: {exc}"))
         else:
-            error = f"HTTP {status}"
-        if 200 <= status < 300:
+            outcomes.append(DeliveryOutcome(item, status, "" if status < 300 else f"HTTP {status}"))
+    return outcomes
+
+
+def record_outcomes(
+    session: Session, outcomes: list[DeliveryOutcome], *, now: datetime | None = None
+) -> DeliveryReport:
+    """Mark delivered rows, schedule retries with exponential backoff; the caller commits."""
+    moment = now or utcnow()
+    delivered = failed = 0
+    for outcome in outcomes:
+        delivery = session.get(
+            EventDelivery, (outcome.pending.event_id, outcome.pending.endpoint_id)
+        )
+        if delivery is None:  # the endpoint was removed meanwhile
+            continue
+        if outcome.delivered:
             delivery.delivered_at = moment
             delivery.last_error = ""
             delivered += 1
         else:
-            backoff = min(timedelta(seconds=2**delivery.attempts), MAX_BACKOFF)
+            backoff = min(timedelta(seconds=2**outcome.pending.attempts), MAX_BACKOFF)
             delivery.next_attempt_at = moment + backoff
-            delivery.last_error = error[:1000]
+            delivery.last_error = outcome.error[:1000]
             failed += 1
     session.flush()
     return DeliveryReport(delivered=delivered, failed=failed)
