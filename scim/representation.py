@@ -12,7 +12,7 @@ characteristics are honoured on every read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import reduce
+from functools import cache, reduce
 from operator import or_
 from typing import Any
 
@@ -126,6 +126,17 @@ def resource_response(
     return resource.model_dump(scim_ctx=context, response_parameters=parameters)
 
 
+@cache
+def _list_response_model(kinds: tuple[ResourceKind, ...]) -> Any:
+    """``ListResponse[User | Group]`` built once per combination of kinds.
+
+    Parametrizing a pydantic generic rebuilds its validators, about a
+    millisecond a request; there are only three combinations.
+    """
+    model: Any = reduce(or_, (MODELS[kind] for kind in kinds))
+    return ListResponse[model]
+
+
 def list_response(
     kinds: Sequence[ResourceKind],
     total: int,
@@ -136,13 +147,12 @@ def list_response(
     parameters: ResponseParameters[Any] | None,
 ) -> Document:
     """A ListResponse (RFC 7644 section 3.4.2); ``Resources`` is always present, if empty."""
-    model: Any = reduce(or_, (MODELS[kind] for kind in kinds))
-    response = ListResponse[model](
+    response = _list_response_model(tuple(kinds))(
         total_results=total,
         start_index=start_index,
         items_per_page=len(resources),
         resources=[stored_resource(kind, stored, base_url) for kind, stored in resources],
     )
-    document = response.model_dump(scim_ctx=context, response_parameters=parameters)
+    document: Document = response.model_dump(scim_ctx=context, response_parameters=parameters)
     document.setdefault("Resources", [])
     return document
