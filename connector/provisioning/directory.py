@@ -124,22 +124,24 @@ def parsed_mapping(source: str) -> MappingConfig:
     return parse_mapping(source)
 
 
+def load_config(session: Session, org_id: int) -> tuple[MappingConfig, str | None, str | None]:
+    """The mapping in force (defaults without one), its text, and why it no longer parses if so."""
+    source = session.scalar(select(MappingDocument.source).where(MappingDocument.org_id == org_id))
+    if source is None:
+        return MappingConfig(), None, None
+    try:
+        return parsed_mapping(source), source, None
+    except MappingError as error:
+        # Valid when applied; the catalog has since changed under it. The
+        # IdP must not fail for it (DESIGN.md rule 1): derive with the
+        # defaults, and let the health report say so loudly.
+        logger.error("organization %s: the mapping in force no longer parses: %s", org_id, error)
+        return MappingConfig(), source, str(error)
+
+
 def load_rules(session: Session, org_id: int) -> OrgRules:
     """Mapping, bindings and product states of ``org_id``: three small queries."""
-    source = session.scalar(select(MappingDocument.source).where(MappingDocument.org_id == org_id))
-    broken = None
-    config = MappingConfig()
-    if source is not None:
-        try:
-            config = parsed_mapping(source)
-        except MappingError as error:
-            # Valid when applied; the catalog has since changed under it. The
-            # IdP must not fail for it (DESIGN.md rule 1): derive with the
-            # defaults, and let the health report say so loudly.
-            logger.error(
-                "organization %s: the mapping in force no longer parses: %s", org_id, error
-            )
-            broken = str(error)
+    config, source, broken = load_config(session, org_id)
     rows = session.execute(
         select(GroupBinding.ref_key, GroupBinding.group_id).where(GroupBinding.org_id == org_id)
     )
@@ -181,7 +183,7 @@ def load_users(
 ) -> dict[str, DirectoryUser]:
     """The facts of the existing users among ``user_ids``: three queries for the whole batch.
 
-    Only memberships of groups some rule is bound to are read: no other
+    Only memberships of groups some rule is bound to count: no other
     membership changes anything.
     """
     ids = sorted(set(user_ids))
@@ -208,14 +210,16 @@ def load_users(
     groups: dict[str, set[str]] = {}
     bound = rules.bound_group_ids
     if found and bound:
+        # By user only: a condition on the group too lets a planner walk the
+        # whole group through the primary key, O(members) instead of O(k).
         memberships = session.execute(
             select(GroupMember.user_id, GroupMember.group_id).where(
-                sql.in_ids(dialect, GroupMember.user_id, found),
-                sql.in_ids(dialect, GroupMember.group_id, bound),
+                sql.in_ids(dialect, GroupMember.user_id, found)
             )
         )
         for user_id, group_id in memberships:
-            groups.setdefault(user_id, set()).add(group_id)
+            if group_id in bound:
+                groups.setdefault(user_id, set()).add(group_id)
     manual = load_manual_grants(session, org_id, found)
     users = {}
     for row in rows:

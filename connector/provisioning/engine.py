@@ -83,19 +83,19 @@ def recompute(
     *,
     cause: Cause,
     rules: OrgRules | None = None,
-    deleted: Collection[str] = (),
+    deleted: Mapping[str, str | None] | None = None,
     now: datetime | None = None,
 ) -> Recomputed:
     """Derive again the access of ``user_ids`` (and of whoever the Owner seating moves).
 
-    ``deleted``: users just removed from the directory; their seat or queue
-    place is freed and their snapshot dropped. Costs a fixed number of
+    ``deleted``: users just removed from the directory, with their userName;
+    their seat or queue place is freed and their snapshot dropped. Costs a fixed number of
     queries plus O(len(user_ids) + Owner queue) rows.
     """
     moment = now or utcnow()
     rules = rules or load_rules(session, org_id)
     context = rules.context
-    gone = frozenset(deleted)
+    gone = frozenset(deleted or {})
     stored = load_seats(session, org_id)
     wanted = list(dict.fromkeys(user for user in user_ids if user not in gone))
     users = load_users(session, org_id, {*wanted, *stored.known} - gone - stored.vanished, rules)
@@ -111,8 +111,9 @@ def recompute(
         for user in derive_ids
     }
     names = {user: users[user].user_name for user in derive_ids}
+    names.update({user: name for user, name in (deleted or {}).items() if name is not None})
     changes = diff_access(before, after, names)
-    changes += removed_access(before, removed_ids)
+    changes += removed_access(before, removed_ids, names)
     save_snapshots(session, org_id, before, after, now=moment)
     drop_snapshots(session, org_id, removed_ids)
     save_seats(session, org_id, outcome.before, outcome.after, now=moment)
@@ -167,14 +168,14 @@ def diff_access(
 
 
 def removed_access(
-    before: Mapping[str, DerivedAccess], user_ids: Iterable[str]
+    before: Mapping[str, DerivedAccess], user_ids: Iterable[str], names: Mapping[str, str]
 ) -> list[UserChange]:
     """What users deleted from the directory lost (DESIGN.md rule 8)."""
     changes = []
     for user in user_ids:
         change = access_change(before.get(user), DerivedAccess(user, active=False, role=None))
         if change is not None:
-            changes.append(UserChange(None, change))
+            changes.append(UserChange(names.get(user), change))
     return changes
 
 

@@ -34,6 +34,7 @@ from connector.provisioning.directory import (
     attribute,
     email_addresses,
     is_active,
+    load_config,
     load_rules,
     scim_role_values,
 )
@@ -62,10 +63,10 @@ class AccessListener:
         userName is refused on create and update. A deactivation is never
         refused (rule 4: a leaver event always takes effect).
         """
-        rules = load_rules(session, org_id)
-        if not rules.config.client_domains or not is_active(document):
+        config = load_config(session, org_id)[0]
+        if not config.client_domains or not is_active(document):
             return
-        found = client_addresses(rules.config, email_addresses(document))
+        found = client_addresses(config, email_addresses(document))
         if found:
             domain = found[0].rpartition("@")[2].lower()
             raise InvalidValueException(
@@ -94,7 +95,7 @@ class AccessListener:
         was_active, now_active = is_active(before), is_active(after)
         relevant = was_active != now_active
         if not relevant and scim_role_values(before) != scim_role_values(after):
-            relevant = load_rules(session, org_id).config.map_scim_roles
+            relevant = load_config(session, org_id)[0].map_scim_roles
         if relevant:
             recompute(session, org_id, [user_id], cause=cause)
         if was_active and not now_active:
@@ -115,7 +116,9 @@ class AccessListener:
             {**_plain(before), "groups": sorted(group_ids)},
             None,
         )
-        recompute(session, org_id, [], cause=cause, deleted=[user_id])
+        user_name = attribute(before, "userName")
+        deleted = {user_id: user_name if isinstance(user_name, str) else None}
+        recompute(session, org_id, [], cause=cause, deleted=deleted)
         _user_event(session, org_id, "user.deleted", user_id, before)
 
     # -- groups --------------------------------------------------------------------------
