@@ -29,6 +29,7 @@ from authlib.oauth2.rfc6750 import InsufficientScopeError
 from flask import Flask, Response, current_app, g, request
 from scim2_models import Error, ForbiddenException, SCIMException, UnauthorizedException
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -42,6 +43,7 @@ from connector.provisioning.context import Cause, reset_cause, set_cause
 from connector.provisioning.service import AccessListener, lock_org_for_write
 from connector.ratelimit import RateLimiter
 from connector.settings import Settings, load_settings
+from connector.statistics import StatisticsKeeper
 from connector.store import DirectoryListener, SqlBackend
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
@@ -51,6 +53,8 @@ from scim.settings import ScimSettings
 EXTENSION = "hub_scim"
 SCIM_PREFIX = "/scim/v2"
 REALM = "hub-scim"
+
+logger = logging.getLogger(__name__)
 
 BeforeDirectoryWrite = Callable[[Session, int], None]
 """Runs at the start of each mutating SCIM request, before the store touches the directory."""
@@ -67,6 +71,7 @@ class HubScim:
     session_factory: sessionmaker[Session]
     protector: ResourceProtector
     rate_limiter: RateLimiter
+    statistics: StatisticsKeeper
     owns_engine: bool
     directory_listener: DirectoryListener | None = None
     before_directory_write: BeforeDirectoryWrite | None = None
@@ -153,6 +158,7 @@ def create_app(
         session_factory=session_factory,
         protector=make_resource_protector(request_session, REALM),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        statistics=StatisticsKeeper(engine),
         owns_engine=owns_engine,
         directory_listener=directory_listener or AccessListener(),
         before_directory_write=before_directory_write,
@@ -211,11 +217,49 @@ def _set_request_cause() -> None:
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
     blueprint = create_blueprint(_request_backend, scim_settings(settings))
+    blueprint.after_request(_count_committed_write)
+    # On the blueprint, so that it wins over the SCIM layer's catch-all 500.
+    blueprint.register_error_handler(OperationalError, _database_busy)
     # Authentication runs before anything else of the SCIM layer, so that
     # nothing is parsed for a caller without a credential.
     blueprint.before_request_funcs.setdefault(None, []).insert(0, _authenticate_scim_request)
     app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
     register_scim_error_handlers(app, SCIM_PREFIX, f'Bearer realm="{REALM}"')
+    app.register_error_handler(OperationalError, _database_busy)
+
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _count_committed_write(response: Response) -> Response:
+    if request.method in _WRITE_METHODS and response.status_code < 400:
+        hub_scim().statistics.write_committed()
+    return response
+
+
+def _database_busy(error: OperationalError) -> Response:
+    """A database that stayed locked or unreachable past its timeout: 503, retry later.
+
+    On SQLite one writer holds the lock at a time and others wait up to the
+    busy timeout; a very long write (a 1,000-operation Bulk) can outlast it.
+    Nothing was written (the transaction rolled back), and a 503 with
+    ``Retry-After`` is what Okta and Entra retry, unlike a 500.
+    """
+    logger.warning("database unavailable: %s", error.orig)
+    if not request.path.startswith(SCIM_PREFIX):
+        response = Response(
+            '{"error": "unavailable", "detail": "The database is busy; retry shortly."}',
+            status=503,
+            mimetype="application/json",
+        )
+    else:
+        response = error_response(
+            SCIMException.from_error(
+                Error(status=503, detail="The directory is busy; retry shortly.")
+            )
+        )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _authenticate_scim_request() -> Response | None:

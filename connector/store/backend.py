@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 
 from connector.db import utcnow
 from connector.store import dialect as sql
-from connector.store.filters import FilterCompiler, sort_order
+from connector.store.filters import FilterCompiler, selects_at_most_one, sort_order
 from connector.store.indexing import (
     ResourceColumns,
     check_storable,
@@ -150,13 +150,10 @@ class SqlBackend:
         limit = max(query.count, 0)
         rows: Sequence[Row[Any]] = []
         if limit:
-            rows = self.session.execute(
-                select(*_RESOURCE_COLUMNS)
-                .where(*where)
-                .order_by(*sort_order(self.models[kind], kind, query.sort))
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            statement = select(*_RESOURCE_COLUMNS).where(*where).offset(offset).limit(limit)
+            if not selects_at_most_one(kind, query.filter):
+                statement = statement.order_by(*sort_order(self.models[kind], kind, query.sort))
+            rows = self.session.execute(statement).all()
         if limit and len(rows) < limit and (rows or offset == 0):
             total = offset + len(rows)
         else:

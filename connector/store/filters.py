@@ -609,3 +609,24 @@ def sort_expression(
     else:
         query = query.order_by(value_row.element)
     return query.limit(1).scalar_subquery()
+
+
+_UNIQUE_KEYS = {ResourceKind.USER: {"id", "username"}, ResourceKind.GROUP: {"id", "displayname"}}
+
+
+def selects_at_most_one(kind: ResourceKind, node: FilterNode | None) -> bool:
+    """Whether a filter pins a unique key (``userName eq``, ``displayName eq``, ``id eq``).
+
+    Such a lookup (the one Okta and Entra make before every create) needs no
+    ORDER BY; leaving it out keeps PostgreSQL on the unique index even before
+    its statistics have caught up with an initial load, when an ordered scan
+    of the creation index would otherwise look cheaper to the planner.
+    """
+    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
+        return any(selects_at_most_one(kind, term) for term in node.terms)
+    if not isinstance(node, Comparison) or node.op != CompareOperator.eq:
+        return False
+    path = node.attr_path
+    core = path.uri is None or path.uri.lower().startswith("urn:ietf:params:scim:schemas:core:")
+    return core and path.sub_attr is None and path.attr.lower() in _UNIQUE_KEYS[kind]
+

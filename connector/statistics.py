@@ -1,0 +1,51 @@
+"""Keeps PostgreSQL's planner statistics current while an IdP loads a directory.
+
+PostgreSQL's autovacuum refreshes statistics on its own and should stay on,
+but it lags behind an initial load, and some installations turn it off. With
+stale statistics a one-row ``userName eq`` lookup, the request Okta and Entra
+make before every create, can be planned as a scan of the whole tenant. After
+every ``interval`` successful SCIM writes of this process, the keeper asks
+:func:`connector.store.planner.refresh_postgresql_statistics`, which costs one
+catalog query when nothing changed and ANALYZEs only tables that did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+from connector.store.planner import refresh_postgresql_statistics
+
+logger = logging.getLogger(__name__)
+
+
+class StatisticsKeeper:
+    def __init__(self, engine: Engine, interval: int = 500) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def write_committed(self) -> None:
+        """Count one committed write; every ``interval`` writes, refresh stale statistics."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self._lock:
+            self._writes += 1
+            due = self._writes % self.interval == 0
+        if due:
+            self.refresh()
+
+    def refresh(self) -> list[str]:
+        try:
+            with self.engine.connect() as connection:
+                analyzed = refresh_postgresql_statistics(connection)
+                connection.commit()
+        except Exception:  # statistics are an optimization: never fail a request for them
+            logger.exception("refreshing planner statistics failed")
+            return []
+        if analyzed:
+            logger.info("planner statistics refreshed for %s", ", ".join(analyzed))
+        return analyzed

@@ -1,0 +1,66 @@
+"""What an IdP sees when the database is busy, and statistics kept fresh during a load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from connector.app import hub_scim
+from connector.statistics import StatisticsKeeper
+from connector.store import SqlBackend
+
+
+def test_a_locked_database_answers_503_with_retry_after_not_500(
+    scim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(SqlBackend, "list", locked)
+    response = scim.get('/Users?filter=userName eq "ada@example.com"')
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.content_type.startswith("application/scim+json")
+    body = response.get_json()
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert "locked" not in body["detail"]
+
+
+def test_an_okta_initial_load_refreshes_stale_planner_statistics(
+    app: Flask, scim: Any, engine: Engine
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+    keeper = StatisticsKeeper(engine, interval=5)
+    object.__setattr__(hub_scim(app), "statistics", keeper)
+    calls: list[list[str]] = []
+    original = keeper.refresh
+
+    def counting_refresh() -> list[str]:
+        analyzed = original()
+        calls.append(analyzed)
+        return analyzed
+
+    keeper.refresh = counting_refresh  # type: ignore[method-assign]
+    for number in range(10):
+        created = scim.post(
+            "/Users",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"load{number}@example.com",
+            },
+        )
+        assert created.status_code == 201
+    assert len(calls) == 2
+
+
+def test_the_keeper_does_nothing_on_sqlite(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    keeper = StatisticsKeeper(engine, interval=1)
+    keeper.write_committed()
+    assert keeper.refresh() == []
