@@ -3,8 +3,9 @@
 PostgreSQL's autovacuum refreshes statistics on its own and should stay on,
 but it lags behind an initial load, and some installations turn it off. With
 stale statistics a one-row ``userName eq`` lookup, the request Okta and Entra
-make before every create, can be planned as a scan of the whole tenant. After
-every ``interval`` successful SCIM writes of this process, the keeper asks
+make before every create, can be planned as a scan of the whole tenant. At
+most every ``interval`` seconds, on a successful SCIM write (one request or a
+1,000-operation Bulk alike), the keeper asks
 :func:`connector.store.planner.refresh_postgresql_statistics`, which costs one
 catalog query when nothing changed and ANALYZEs only tables that did.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import Engine
 
@@ -22,19 +24,21 @@ logger = logging.getLogger(__name__)
 
 
 class StatisticsKeeper:
-    def __init__(self, engine: Engine, interval: int = 500) -> None:
+    def __init__(self, engine: Engine, interval: float = 10.0) -> None:
         self.engine = engine
         self.interval = interval
-        self._writes = 0
+        self._last_check = time.monotonic()
         self._lock = threading.Lock()
 
     def write_committed(self) -> None:
-        """Count one committed write; every ``interval`` writes, refresh stale statistics."""
+        """Note a committed write; refresh stale statistics if ``interval`` has passed."""
         if self.engine.dialect.name != "postgresql":
             return
+        now = time.monotonic()
         with self._lock:
-            self._writes += 1
-            due = self._writes % self.interval == 0
+            due = now - self._last_check >= self.interval
+            if due:
+                self._last_check = now
         if due:
             self.refresh()
 
