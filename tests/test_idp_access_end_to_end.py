@@ -107,6 +107,17 @@ def entra_create(scim: ScimClient, upn: str) -> str:
     return str(created.get_json()["id"])
 
 
+def entra_set_active(scim: ScimClient, user: str, value: str) -> Any:
+    """Entra disables or restores a user: a capitalized op and a string boolean."""
+    return scim.patch(
+        f"/Users/{user}",
+        json={
+            "schemas": [PATCH],
+            "Operations": [{"op": "Replace", "path": "active", "value": value}],
+        },
+    )
+
+
 def test_okta_group_push_of_hub_owners_seats_two_and_holds_the_third(
     scim: ScimClient, mapped: None, product: Any
 ) -> None:
@@ -178,13 +189,7 @@ def test_entra_disables_a_seated_owner_and_the_held_one_is_seated(
         assert added.status_code == 204
     assert product(cy)["held"] is True
 
-    disabled = scim.patch(
-        f"/Users/{bob}",
-        json={
-            "schemas": [PATCH],
-            "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
-        },
-    )
+    disabled = entra_set_active(scim, bob, "False")
     assert disabled.status_code == 200
     assert product(bob)["role"] is None
     assert (product(cy)["role"], product(cy)["held"]) == ("owner", False)
@@ -203,13 +208,7 @@ def test_an_entra_leaver_loses_grants_and_a_rejoiner_gets_current_groups_only(
         "psa.tickets.create",
     }
 
-    scim.patch(
-        f"/Users/{dan}",
-        json={
-            "schemas": [PATCH],
-            "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
-        },
-    )
+    entra_set_active(scim, dan, "False")
     gone = product(dan)
     assert (gone["active"], gone["role"], gone["products"]) == (False, None, {})
 
@@ -222,12 +221,6 @@ def test_an_entra_leaver_loses_grants_and_a_rejoiner_gets_current_groups_only(
         },
     )
     assert removed.status_code == 204
-    scim.patch(
-        f"/Users/{dan}",
-        json={
-            "schemas": [PATCH],
-            "Operations": [{"op": "Replace", "path": "active", "value": "True"}],
-        },
-    )
+    entra_set_active(scim, dan, "True")
     back = product(dan)
     assert (back["active"], back["role"], back["products"]) == (True, "member", {})
