@@ -4,7 +4,7 @@ import pytest
 
 from scim.backend import ResourceKind
 from scim.settings import ScimSettings
-from tests.fake_backend import ScimClient, make_scim_app, patch_op, user
+from tests.fake_backend import patch_op, user
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -12,19 +12,8 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 @pytest.fixture
-def setup():
-    app, provider = make_scim_app(ScimSettings(bulk_max_operations=5, bulk_max_payload_bytes=4096))
-    return ScimClient(app), provider.store
-
-
-@pytest.fixture
-def api(setup):
-    return setup[0]
-
-
-@pytest.fixture
-def store(setup):
-    return setup[1]
+def protocol_settings():
+    return ScimSettings(bulk_max_operations=5, bulk_max_payload_bytes=4096)
 
 
 def bulk(*operations, **fields):

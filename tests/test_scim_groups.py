@@ -3,26 +3,10 @@
 import pytest
 
 from scim.backend import MemberChanges, ResourceKind
-from tests.fake_backend import ScimClient, group, make_scim_app, patch_op, user
+from tests.fake_backend import group, patch_op, user
 
 GROUP = ResourceKind.GROUP
 MICROSOFT_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
-
-
-@pytest.fixture
-def setup():
-    app, provider = make_scim_app()
-    return ScimClient(app), provider.store
-
-
-@pytest.fixture
-def api(setup):
-    return setup[0]
-
-
-@pytest.fixture
-def store(setup):
-    return setup[1]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from scim.backend import ResourceKind
-from tests.fake_backend import ScimClient, make_scim_app, patch_op
+from tests.fake_backend import patch_op
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SAMPLES = Path("/work/shared/idp/lifecycle-samples.json")
@@ -15,22 +15,6 @@ SAMPLES = Path("/work/shared/idp/lifecycle-samples.json")
 def sample(step_id):
     steps = {step["id"]: step for step in json.loads(SAMPLES.read_text())}
     return steps[step_id]["body"]
-
-
-@pytest.fixture
-def setup():
-    app, provider = make_scim_app()
-    return ScimClient(app), provider.store
-
-
-@pytest.fixture
-def api(setup):
-    return setup[0]
-
-
-@pytest.fixture
-def store(setup):
-    return setup[1]
 
 
 @pytest.fixture

@@ -10,19 +10,8 @@ SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 @pytest.fixture
-def setup():
-    app, provider = make_scim_app(ScimSettings(default_page_size=3, max_page_size=4))
-    return ScimClient(app), provider.store
-
-
-@pytest.fixture
-def api(setup):
-    return setup[0]
-
-
-@pytest.fixture
-def store(setup):
-    return setup[1]
+def protocol_settings():
+    return ScimSettings(default_page_size=3, max_page_size=4)
 
 
 @pytest.fixture

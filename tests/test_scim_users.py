@@ -3,25 +3,9 @@
 import pytest
 
 from scim.backend import ResourceKind
-from tests.fake_backend import ScimClient, make_scim_app, patch_op, user
+from tests.fake_backend import patch_op, user
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-
-@pytest.fixture
-def provider_and_client():
-    app, provider = make_scim_app()
-    return provider, ScimClient(app)
-
-
-@pytest.fixture
-def api(provider_and_client):
-    return provider_and_client[1]
-
-
-@pytest.fixture
-def store(provider_and_client):
-    return provider_and_client[0].store
 
 
 def test_create_answers_201_with_location_etag_and_the_user(api):
