@@ -170,10 +170,12 @@ def create_app(
     )
     _mount_scim(app, settings)
     state = hub_scim(app)
-    app.register_blueprint(
-        create_access_blueprint(request_session, state.protector, state.rate_limiter, REALM),
-        url_prefix=ACCESS_API_PREFIX,
+    access_blueprint = create_access_blueprint(
+        request_session, state.protector, state.rate_limiter, REALM
     )
+    # Like the SCIM routes: a busy database is a 503 to retry, not the API's generic 500.
+    access_blueprint.register_error_handler(OperationalError, _database_busy)
+    app.register_blueprint(access_blueprint, url_prefix=ACCESS_API_PREFIX)
     return app
 
 

@@ -68,3 +68,21 @@ def test_the_keeper_does_nothing_on_sqlite(engine: Engine) -> None:
     keeper = StatisticsKeeper(engine, interval=0.0)
     keeper.write_committed()
     assert keeper.refresh() == []
+
+
+def test_a_product_asking_while_the_database_is_locked_gets_503(
+    client: Any, engine: Engine, org_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector import access_api
+    from connector.auth import Scope
+    from tests.fixtures_app import issue_token
+
+    def locked(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(access_api, "user_access", locked)
+    token = issue_token(engine, org_id, Scope.ACCESS)
+    response = client.get("/api/v1/access/ada", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.get_json()["error"] == "unavailable"
