@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from sqlalchemy import select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from connector.db import utcnow
@@ -167,6 +168,26 @@ def authenticate(session: Session, token: str, scope: Scope | str) -> int | None
     return credential.org_id
 
 
+_CREDENTIALS = cast(Table, Credential.__table__)
+
+# Built once and executed as plain Core (table columns, not ORM attributes):
+# every request runs it, and a Core statement skips the ORM's per-execution
+# compile step, which costs about as much as the query itself.
+_CREDENTIAL_BY_HASH = select(
+    _CREDENTIALS.c.id,
+    _CREDENTIALS.c.org_id,
+    _CREDENTIALS.c.scope,
+    _CREDENTIALS.c.expires_at,
+    _CREDENTIALS.c.revoked_at,
+).where(_CREDENTIALS.c.token_hash == bindparam("token_hash"))
+
+
+def find_credential_state(session: Session, token: str) -> Row[Any] | None:
+    """``id, org_id, scope, expires_at, revoked_at`` of the token's credential, if any."""
+    row = session.execute(_CREDENTIAL_BY_HASH, {"token_hash": hash_token(token)}).one_or_none()
+    return cast("Row[Any] | None", row)
+
+
 @dataclass(frozen=True)
 class AuthenticatedCredential:
     """A credential as Authlib's token validator sees it (its token protocol)."""
@@ -178,7 +199,7 @@ class AuthenticatedCredential:
     revoked: bool
 
     @classmethod
-    def of(cls, credential: Credential) -> AuthenticatedCredential:
+    def of(cls, credential: Credential | Row[Any]) -> AuthenticatedCredential:
         now = utcnow()
         return cls(
             credential_id=credential.id,
@@ -206,7 +227,7 @@ class CredentialValidator(BearerTokenValidator):  # type: ignore[misc]
         self._session = session
 
     def authenticate_token(self, token_string: str) -> AuthenticatedCredential | None:
-        credential = find_credential(self._session(), token_string)
+        credential = find_credential_state(self._session(), token_string)
         return AuthenticatedCredential.of(credential) if credential is not None else None
 
 
