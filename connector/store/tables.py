@@ -92,7 +92,11 @@ class ScimAttributeValue(Base):
 
 
 class GroupMember(Base):
-    """A user's membership of a group (RFC 7643 section 4.2 ``members``)."""
+    """A user's membership of a group (RFC 7643 section 4.2 ``members``).
+
+    ``display`` is the member's label as the IdP sent it (``members.display``),
+    or NULL: the store then shows the user's displayName else userName.
+    """
 
     __tablename__ = "group_members"
     __table_args__ = (Index("ix_group_members_user", "user_id", "group_id"),)
@@ -104,3 +108,4 @@ class GroupMember(Base):
         ForeignKey("scim_resources.id", ondelete="CASCADE"), primary_key=True
     )
     org_id: Mapped[int] = mapped_column(Integer)
+    display: Mapped[str | None] = mapped_column(String(512), nullable=True)
