@@ -20,7 +20,7 @@ layer turns them into SCIM Error documents (RFC 7644 section 3.12).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -88,12 +88,22 @@ class MemberChanges:
     removing an absent one is a no-op. Every id in ``add`` and ``replace`` must
     name a User of the same tenant, or the backend raises
     ``InvalidValueException`` naming it.
+
+    ``display`` is the human-readable label the client sent for members of
+    ``add`` or ``replace`` (RFC 7643 section 4.2 ``members.display``, not
+    read-only), by member id. The backend stores it and returns it; a member
+    without a stored label is shown with a name it computes from the User. A
+    member of ``add`` with a label gets that label, present or not; without
+    one, a present member keeps its own. Under ``replace``, each member ends
+    with exactly the label given here, or none. Only the named members'
+    labels are written: the work stays O(k).
     """
 
     add: frozenset[str] = field(default_factory=frozenset)
     remove: frozenset[str] = field(default_factory=frozenset)
     remove_all: bool = False
     replace: frozenset[str] | None = None
+    display: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def is_empty(self) -> bool:
         return not (self.add or self.remove or self.remove_all or self.replace is not None)

@@ -15,11 +15,16 @@ The forms understood, from RFC 7644 and the IdPs (issue 4):
 - ``remove`` ``members`` without a value: remove every member;
 - ``replace`` ``members`` with a list: the new member set;
 - ``add``/``replace`` without a path whose value holds ``members``.
+
+The ``display`` a member carries in an ``add`` or ``replace`` value (RFC 7643
+section 4.2: a human-readable label, not read-only) travels with it in the
+delta, as it does from a Group's creation and replacement
+(:func:`creation_changes`, :func:`replacement_changes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,15 +38,22 @@ GROUP_MEMBERS_URN = f"{Group.__schema__}:members".lower()
 
 @dataclass
 class MemberDelta:
-    """The running result of folding member operations in request order."""
+    """The running result of folding member operations in request order.
+
+    ``display`` holds the labels sent for members of ``add`` (or of
+    ``replacement``): a later operation on the same member overrides it, a
+    removal forgets it, and an add without a label leaves it as it is.
+    """
 
     add: set[str] = field(default_factory=set)
     remove: set[str] = field(default_factory=set)
     cleared: bool = False
     replacement: set[str] | None = None
+    display: dict[str, str] = field(default_factory=dict)
 
-    def add_members(self, ids: Iterable[str]) -> None:
-        ids = set(ids)
+    def add_members(self, labels: Mapping[str, str | None]) -> None:
+        ids = set(labels)
+        self.display.update(_sent(labels))
         if self.replacement is not None:
             self.replacement |= ids
             return
@@ -50,6 +62,8 @@ class MemberDelta:
 
     def remove_members(self, ids: Iterable[str]) -> None:
         ids = set(ids)
+        for member_id in ids:
+            self.display.pop(member_id, None)
         if self.replacement is not None:
             self.replacement -= ids
             return
@@ -62,21 +76,45 @@ class MemberDelta:
         self.cleared = True
         self.add = set()
         self.remove = set()
+        self.display = {}
 
-    def replace_members(self, ids: Iterable[str]) -> None:
-        self.replacement = set(ids)
+    def replace_members(self, labels: Mapping[str, str | None]) -> None:
+        self.replacement = set(labels)
         self.cleared = False
         self.add = set()
         self.remove = set()
+        self.display = _sent(labels)
 
     def changes(self) -> MemberChanges:
         if self.replacement is not None:
-            return MemberChanges(replace=frozenset(self.replacement))
+            return MemberChanges(replace=frozenset(self.replacement), display=dict(self.display))
         return MemberChanges(
             add=frozenset(self.add),
             remove=frozenset(self.remove),
             remove_all=self.cleared,
+            display=dict(self.display),
         )
+
+
+def _sent(labels: Mapping[str, str | None]) -> dict[str, str]:
+    return {member_id: label for member_id, label in labels.items() if label is not None}
+
+
+def creation_changes(members: Any) -> MemberChanges | None:
+    """A new Group's ``members`` (RFC 7644 section 3.3) as a delta adding each, with its label."""
+    labels = member_labels(members)
+    if not labels:
+        return None
+    return MemberChanges(add=frozenset(labels), display=_sent(labels))
+
+
+def replacement_changes(members: Any) -> MemberChanges:
+    """A PUT Group's ``members`` (RFC 7644 section 3.5.1) as the new member set, with its labels.
+
+    An absent ``members`` empties the group, as replacing the resource means.
+    """
+    labels = member_labels(members)
+    return MemberChanges(replace=frozenset(labels), display=_sent(labels))
 
 
 def split_member_operations(
@@ -105,11 +143,11 @@ def split_member_operations(
             if members_key is None:
                 others.append(operation)
                 continue
-            ids = member_ids(value[members_key])
+            labels = member_labels(value[members_key])
             if op == "replace":
-                delta.replace_members(ids)
+                delta.replace_members(labels)
             else:
-                delta.add_members(ids)
+                delta.add_members(labels)
             rest = {key: item for key, item in value.items() if key != members_key}
             if {key.lower() for key in rest} - {"schemas"}:
                 others.append({**operation, "value": rest})
@@ -134,9 +172,9 @@ def split_member_operations(
         elif value is None:
             raise InvalidValueException(detail=f"value is required for {op} operations")
         elif op == "add":
-            delta.add_members(member_ids(value))
+            delta.add_members(member_labels(value))
         else:
-            delta.replace_members(member_ids(value))
+            delta.replace_members(member_labels(value))
     return others, delta.changes()
 
 
@@ -149,18 +187,33 @@ def _field(operation: dict[str, Any], name: str) -> Any:
 
 def member_ids(value: Any) -> list[str]:
     """The user ids of a ``members`` value: a list of ``{"value": id}`` (or one such object)."""
+    return list(member_labels(value))
+
+
+def member_labels(value: Any) -> dict[str, str | None]:
+    """Each user id of a ``members`` value with the ``display`` sent for it, else None.
+
+    RFC 7643 section 4.2: ``display`` is an optional human-readable string; an
+    empty one says no more than an absent one. A member listed twice counts
+    once, with the label of its last entry.
+    """
     if value is None:
-        return []
+        return {}
     entries = value if isinstance(value, list) else [value]
-    ids = []
+    labels: dict[str, str | None] = {}
     for entry in entries:
         member_id = entry.get("value") if isinstance(entry, dict) else entry
         if not isinstance(member_id, str) or not member_id:
             raise InvalidValueException(
                 detail='Each member must be an object with a non-empty "value"'
             )
-        ids.append(member_id)
-    return ids
+        label = entry.get("display") if isinstance(entry, dict) else None
+        if label is not None and not isinstance(label, str):
+            raise InvalidValueException(
+                detail=f'members: the "display" of {member_id!r} must be a string'
+            )
+        labels[member_id] = label or None
+    return labels
 
 
 def _members_key(value: Any) -> str | None:

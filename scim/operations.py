@@ -30,12 +30,10 @@ from scim.backend import Backend, ListQuery, MemberChanges, Page, ResourceKind, 
 from scim.dialects import body_resource_id, normalize_patch, normalize_resource, require_object
 from scim.errors import exception_from_validation_error
 from scim.http import etag_matches
-from scim.membership import split_member_operations
+from scim.membership import creation_changes, replacement_changes, split_member_operations
 from scim.representation import (
-    creation_members,
     from_stored,
     parse_resource,
-    split_members,
     stored_from_document,
     to_backend_document,
 )
@@ -73,8 +71,8 @@ def create_resource(backend: Backend, kind: ResourceKind, payload: Any) -> Store
     resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST)
     document = to_backend_document(resource)
     if kind is ResourceKind.GROUP:
-        document, ids = split_members(document)
-        return backend.create(kind, document, members=creation_members(ids))
+        members = creation_changes(document.pop("members", None))
+        return backend.create(kind, document, members=members)
     return backend.create(kind, document)
 
 
@@ -103,8 +101,7 @@ def replace_resource(
     document = to_backend_document(resource)
     members = None
     if kind is ResourceKind.GROUP:
-        document, ids = split_members(document)
-        members = MemberChanges(replace=frozenset(ids or ()))
+        members = replacement_changes(document.pop("members", None))
     expected = expected_version(backend, kind, resource_id, if_match)
     return backend.replace(kind, resource_id, document, members, expected_version=expected)
 

@@ -45,7 +45,8 @@ class Record:
     id: str
     version: int
     document: Document
-    members: set[str] = field(default_factory=set)
+    members: dict[str, str | None] = field(default_factory=dict)
+    """Member id -> the display label the client sent, or None."""
 
 
 @dataclass
@@ -164,7 +165,7 @@ class FakeBackend:
         del self.working[kind][resource_id]
         if kind is ResourceKind.USER:
             for group in self.working[ResourceKind.GROUP].values():
-                group.members.discard(resource_id)
+                group.members.pop(resource_id, None)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -206,11 +207,16 @@ class FakeBackend:
             if member_id not in users:
                 raise InvalidValueException(detail=f"member {member_id!r} is not a user")
         if changes.replace is not None:
-            record.members = set(changes.replace)
+            record.members = {
+                member_id: changes.display.get(member_id) for member_id in changes.replace
+            }
         if changes.remove_all:
-            record.members = set()
-        record.members -= changes.remove
-        record.members |= changes.add
+            record.members = {}
+        for member_id in changes.remove:
+            record.members.pop(member_id, None)
+        for member_id in changes.add:
+            if member_id in changes.display or member_id not in record.members:
+                record.members[member_id] = changes.display.get(member_id)
 
     def _document(self, kind: ResourceKind, record: Record, include_members: bool) -> Document:
         document = copy.deepcopy(record.document)
@@ -222,7 +228,8 @@ class FakeBackend:
         }
         if include_members and kind is ResourceKind.GROUP and record.members:
             document["members"] = [
-                {"value": member, "type": "User"} for member in sorted(record.members)
+                {"value": member, "display": self._member_display(member, label), "type": "User"}
+                for member, label in sorted(record.members.items())
             ]
         if include_members and kind is ResourceKind.USER:
             groups = [
@@ -233,6 +240,18 @@ class FakeBackend:
             if groups:
                 document["groups"] = groups
         return document
+
+    def _member_display(self, member_id: str, label: str | None) -> str | None:
+        """The label sent, else the user's displayName, else userName, as the SQL store shows."""
+        if label is not None:
+            return label
+        user = self.working[ResourceKind.USER].get(member_id)
+        if user is None:
+            return None
+        shown = user.document.get("displayName")
+        if not isinstance(shown, str):
+            shown = user.document.get("userName")
+        return shown if isinstance(shown, str) else None
 
     def _stored(self, kind: ResourceKind, record: Record, include_members: bool) -> Stored:
         return Stored(

@@ -30,6 +30,28 @@ def test_okta_group_push_creates_with_members_as_a_delta(api, store, people):
     assert last_write(store) == ("create", GROUP, MemberChanges(add=frozenset({people[0]})))
 
 
+def test_okta_member_labels_travel_in_the_delta_and_come_back(api, store, people):
+    body = group("Hub Owners")
+    body["members"] = [{"value": people[0], "display": "Ada (Ops)"}, {"value": people[1]}]
+    gid = api.post("/Groups", body).json["id"]
+    assert last_write(store)[2].display == {people[0]: "Ada (Ops)"}
+
+    response = api.patch(
+        f"/Groups/{gid}",
+        patch_op(
+            {"op": "add", "path": "members", "value": [{"value": people[1], "display": "Bob"}]}
+        ),
+    )
+    assert response.status_code == 204
+    assert last_write(store)[3] == MemberChanges(
+        add=frozenset({people[1]}), display={people[1]: "Bob"}
+    )
+    shown = {
+        member["value"]: member["display"] for member in api.get(f"/Groups/{gid}").json["members"]
+    }
+    assert shown == {people[0]: "Ada (Ops)", people[1]: "Bob"}
+
+
 def test_entra_group_create_with_microsoft_schema_is_accepted_and_not_echoed(api):
     response = api.post(
         "/Groups",
@@ -197,7 +219,9 @@ def test_okta_put_replaces_the_member_set(api, store, people):
         response = api.put(f"/Groups/{gid}", body)
         assert response.status_code == 200
         assert member_values(response.json) == sorted(people[1:3])
-        assert last_write(store)[3] == MemberChanges(replace=frozenset(people[1:3]))
+        assert last_write(store)[3] == MemberChanges(
+            replace=frozenset(people[1:3]), display={people[1]: "x"}
+        )
 
 
 def test_group_list_excluding_members_does_not_load_them(api, store, people):

@@ -4,11 +4,15 @@ import pytest
 from scim2_models import InvalidPathException, InvalidValueException
 
 from scim.backend import MemberChanges
-from scim.membership import split_member_operations
+from scim.membership import creation_changes, replacement_changes, split_member_operations
 
 
 def members(*ids: str) -> list[dict[str, object]]:
     return [{"value": member_id} for member_id in ids]
+
+
+def labelled(**labels: str) -> list[dict[str, object]]:
+    return [{"value": member_id, "display": label} for member_id, label in labels.items()]
 
 
 def test_okta_push_adds_members_by_value_list():
@@ -171,3 +175,75 @@ def test_members_without_a_value_are_refused(value):
 def test_add_without_value_is_refused():
     with pytest.raises(InvalidValueException):
         split_member_operations([{"op": "add", "path": "members"}])
+
+
+def test_okta_push_carries_each_members_display():
+    _, delta = split_member_operations(
+        [
+            {
+                "op": "add",
+                "path": "members",
+                "value": [*labelled(u1="ada@example.com"), {"value": "u2", "display": ""}],
+            }
+        ]
+    )
+    assert delta == MemberChanges(add=frozenset({"u1", "u2"}), display={"u1": "ada@example.com"})
+
+
+def test_a_replace_carries_the_labels_of_the_new_set():
+    _, delta = split_member_operations(
+        [{"op": "replace", "path": "members", "value": [*labelled(u1="Ada"), {"value": "u2"}]}]
+    )
+    assert delta == MemberChanges(replace=frozenset({"u1", "u2"}), display={"u1": "Ada"})
+
+
+def test_labels_fold_in_request_order():
+    _, delta = split_member_operations(
+        [
+            {"op": "add", "path": "members", "value": labelled(u1="old", u2="Bob", u3="Cy")},
+            {"op": "add", "path": "members", "value": labelled(u1="new")},
+            {"op": "add", "path": "members", "value": members("u1", "u2")},
+            {"op": "remove", "path": 'members[value eq "u3"]'},
+        ]
+    )
+    assert delta == MemberChanges(
+        add=frozenset({"u1", "u2"}), remove=frozenset({"u3"}), display={"u1": "new", "u2": "Bob"}
+    )
+
+
+def test_remove_all_forgets_the_labels_sent_before_it():
+    _, delta = split_member_operations(
+        [
+            {"op": "add", "path": "members", "value": labelled(u1="Ada")},
+            {"op": "remove", "path": "members"},
+            {"op": "add", "path": "members", "value": members("u1")},
+        ]
+    )
+    assert delta == MemberChanges(add=frozenset({"u1"}), remove_all=True)
+
+
+def test_no_path_add_of_members_carries_their_labels():
+    _, delta = split_member_operations([{"op": "add", "value": {"members": labelled(u1="Ada")}}])
+    assert delta == MemberChanges(add=frozenset({"u1"}), display={"u1": "Ada"})
+
+
+def test_a_display_that_is_not_a_string_is_refused():
+    with pytest.raises(InvalidValueException, match="u1"):
+        split_member_operations(
+            [{"op": "add", "path": "members", "value": [{"value": "u1", "display": 7}]}]
+        )
+
+
+def test_a_created_group_adds_its_members_with_their_labels():
+    assert creation_changes(None) is None
+    assert creation_changes([]) is None
+    assert creation_changes([*labelled(u1="Ada"), {"value": "u2"}]) == MemberChanges(
+        add=frozenset({"u1", "u2"}), display={"u1": "Ada"}
+    )
+
+
+def test_a_put_group_replaces_the_members_and_their_labels():
+    assert replacement_changes(None) == MemberChanges(replace=frozenset())
+    assert replacement_changes(labelled(u1="Ada", u2="Bob")) == MemberChanges(
+        replace=frozenset({"u1", "u2"}), display={"u1": "Ada", "u2": "Bob"}
+    )

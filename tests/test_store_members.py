@@ -200,6 +200,90 @@ class TestRefusals:
             change(backend, group_id, add=[f"ghost-{index}" for index in range(40_000)])
 
 
+def labels(backend: SqlBackend, group_id: str) -> dict[str, str]:
+    document = backend.get(GROUP, group_id).document
+    return {member["value"]: member["display"] for member in document.get("members", [])}
+
+
+class TestLabels:
+    """``members.display`` as the IdP sent it (RFC 7643 section 4.2), else the user's name."""
+
+    def test_labels_are_stored_with_the_members_and_others_show_the_name(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        change(backend, group_id, add=people[:2], display={people[0]: "Ada (Ops)"})
+        assert labels(backend, group_id) == {people[0]: "Ada (Ops)", people[1]: "user01"}
+
+    def test_an_add_with_a_label_relabels_and_without_one_keeps_it(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:1], display={people[0]: "Ada"})
+        change(backend, group_id, add=people[:1], display={people[0]: "Ada L."})
+        change(backend, group_id, add=people[:1])
+        assert labels(backend, group_id) == {people[0]: "Ada L."}
+        assert recorder.changes == [({people[0]}, set())]
+
+    def test_a_replacement_keeps_exactly_the_labels_sent(
+        self, backend: SqlBackend, people: list[str], group_id: str, recorder: Recorder
+    ) -> None:
+        change(backend, group_id, add=people[:2], display={people[0]: "A", people[1]: "B"})
+        change(backend, group_id, replace=people[:3], display={people[0]: "A", people[2]: "C"})
+        assert labels(backend, group_id) == {people[0]: "A", people[1]: "user01", people[2]: "C"}
+        assert recorder.changes[-1] == ({people[2]}, set())
+
+    def test_a_removed_and_readded_member_takes_its_new_label(
+        self, backend: SqlBackend, people: list[str], group_id: str
+    ) -> None:
+        change(backend, group_id, add=people[:1], display={people[0]: "old"})
+        change(backend, group_id, remove_all=True, add=people[:1], display={people[0]: "new"})
+        assert labels(backend, group_id) == {people[0]: "new"}
+
+    def test_a_put_changing_one_label_rewrites_one_row_and_no_membership(
+        self, backend: SqlBackend, session: Session, org_id: int, engine: Engine, group_id: str
+    ) -> None:
+        users = bulk_users(session, org_id, 1000, "label")
+        sent = {user_id: f"Person {index}" for index, user_id in enumerate(users)}
+        change(backend, group_id, replace=users, display=sent)
+        backend.commit()
+        sent[users[500]] = "Person 500 (Ops)"
+        recorder = Recorder()
+        backend.listener = recorder
+        with rowcounts_on(engine) as written:
+            change(backend, group_id, replace=users, display=sent)
+        assert [count for statement, count in written if "UPDATE group_members" in statement] == [1]
+        assert recorder.changes == []
+        assert labels(backend, group_id)[users[500]] == "Person 500 (Ops)"
+
+    @pytest.mark.parametrize(
+        ("label", "detail"),
+        [("x" * 513, "longer than 512"), ("nul\x00", "NUL character")],
+    )
+    def test_an_unstorable_label_is_invalid_value_and_nothing_is_written(
+        self, backend: SqlBackend, people: list[str], group_id: str, label: str, detail: str
+    ) -> None:
+        with pytest.raises(InvalidValueException, match=detail):
+            change(backend, group_id, add=people[:2], display={people[1]: label})
+        backend.rollback()
+        assert labels(backend, group_id) == {}
+        change(backend, group_id, add=people[:1], display={people[0]: "x" * 512})
+        assert labels(backend, group_id) == {people[0]: "x" * 512}
+
+
+@contextmanager
+def rowcounts_on(engine: Engine) -> Iterator[list[tuple[str, int]]]:
+    """Each statement run, with the number of rows it reports having changed."""
+    recorded: list[tuple[str, int]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        recorded.append((statement, cursor.rowcount))
+
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        yield recorded
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+
+
 @contextmanager
 def statements_on(engine: Engine) -> Iterator[list[str]]:
     recorded: list[str] = []
@@ -266,6 +350,25 @@ class TestCost:
             for statement in statements
         )
 
+    def test_okta_labelled_batches_cost_the_same_in_a_big_group(
+        self, backend: SqlBackend, session: Session, org_id: int, engine: Engine, group_id: str
+    ) -> None:
+        users = bulk_users(session, org_id, 3000, "okta")
+        backend.commit()
+
+        def labelled_batch(batch: list[str]) -> list[str]:
+            with statements_on(engine) as statements:
+                change(backend, group_id, add=batch, display={user: f"{user}@x" for user in batch})
+                backend.commit()
+            return statements
+
+        small = labelled_batch(users[:50])
+        change(backend, group_id, add=users[50:2900])
+        backend.commit()
+        big = labelled_batch(users[2900:2950])
+        assert len(small) == len(big)
+        assert all("user_id" in statement for statement in big if "group_members" in statement)
+
     def test_put_of_a_large_list_is_one_statement_per_step(
         self, backend: SqlBackend, session: Session, org_id: int, engine: Engine, group_id: str
     ) -> None:
@@ -276,7 +379,9 @@ class TestCost:
             change(backend, group_id, replace=users[1000:])
         assert members(backend, group_id) == set(users[1000:])
         touching = [statement for statement in statements if "group_members" in statement]
-        assert len(touching) == 2  # one DELETE of the leavers, one INSERT of the joiners
+        # One DELETE of the leavers, one UPDATE of the labels that differ, one
+        # INSERT of the joiners.
+        assert len(touching) == 3
 
     def test_a_page_of_groups_reads_members_in_one_query(
         self, backend: SqlBackend, people: list[str], engine: Engine

@@ -10,12 +10,12 @@ What the store keeps and returns (RFC 7643 section 3.1):
   write, membership changes included). ``meta.location`` is left to the
   protocol layer, which knows the base URL;
 - Users' ``groups`` (``value``, ``display``, ``type: direct``) and Groups'
-  ``members`` (``value``, ``display`` = the user's displayName else userName,
-  ``type: User``), both without ``$ref``, read in one query per page, and not
-  read at all when ``include_members`` is false. ``create`` returns a group
-  with the members it was created with; ``replace`` returns a group WITHOUT
-  its members (a PATCH must stay O(k)), the caller reads them with ``get``
-  when it has to show them.
+  ``members`` (``value``, ``display`` = the label the client sent, else the
+  user's displayName, else userName; ``type: User``), both without ``$ref``,
+  read in one query per page, and not read at all when ``include_members`` is
+  false. ``create`` returns a group with the members it was created with;
+  ``replace`` returns a group WITHOUT its members (a PATCH must stay O(k)),
+  the caller reads them with ``get`` when it has to show them.
 
 Uniqueness (RFC 7644 section 3.3): a create is ``INSERT ... ON CONFLICT
 (org_id, kind, name_key) DO NOTHING RETURNING id`` (no row back: 409), which
@@ -439,7 +439,9 @@ class SqlBackend:
                 for owner, group_id, name in self.session.execute(query)
             )
         else:
-            display = func.coalesce(related.document["displayName"].as_string(), related.name)
+            display = func.coalesce(
+                member.display, related.document["displayName"].as_string(), related.name
+            )
             query = (
                 select(member.group_id, related.id, display)
                 .join(related, related.id == member.user_id)

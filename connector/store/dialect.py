@@ -9,7 +9,7 @@ never meets SQLite's limit on bound variables; no chunking is needed.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -39,6 +39,24 @@ def id_table(dialect: str, ids: Collection[str]) -> FromClause:
     ).table_valued("value")
 
 
+def labelled_id_table(dialect: str, labels: Mapping[str, str | None]) -> FromClause:
+    """A two-column table (``id``, ``label``): each key of ``labels`` with its value, or NULL.
+
+    Two arrays unnested side by side on PostgreSQL; the key/value rows of one
+    JSON object on SQLite. Still one bound parameter per column.
+    """
+    if dialect == "postgresql":
+        return (
+            func.unnest(_array(list(labels)), _array(list(labels.values())))
+            .table_valued("id", "label")
+            .render_derived()
+        )
+    pairs = func.json_each(
+        bindparam("labels", json.dumps(dict(labels)), type_=String(), unique=True)
+    ).table_valued("key", "value")
+    return select(pairs.c.key.label("id"), pairs.c.value.label("label")).subquery()
+
+
 def in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnElement[bool]:
     """``column IN ids``, whatever the number of ids, as an index lookup per id.
 
@@ -63,9 +81,9 @@ def not_in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnEl
     return column.not_in(select(table.c.value))
 
 
-def _array(ids: Collection[str]) -> BindParameter[Any]:
+def _array(values: Collection[str | None]) -> BindParameter[Any]:
     array_type: Any = ARRAY(String())
-    return bindparam("ids", list(ids), type_=array_type, unique=True)
+    return bindparam("ids", list(values), type_=array_type, unique=True)
 
 
 def contains(dialect: str, column: SqlValue, text: str) -> ColumnElement[bool]:

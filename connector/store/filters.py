@@ -488,9 +488,10 @@ class MembershipElements(FilterVisitor[ColumnElement[bool]]):
     """A filter on one ``group_members`` row, the element of ``members``/``groups``.
 
     ``value`` is the other side's id; ``display`` the group's displayName
-    (User ``groups``) or the user's displayName else userName (Group
-    ``members``); ``type`` is ``User`` or ``direct`` (RFC 7643 sections 4.1.2
-    and 4.2). ``$ref`` is not stored and matches nothing.
+    (User ``groups``) or, as the store shows it, the member's stored label
+    else the user's displayName else userName (Group ``members``); ``type``
+    is ``User`` or ``direct`` (RFC 7643 sections 4.1.2 and 4.2). ``$ref`` is
+    not stored and matches nothing.
     """
 
     def __init__(
@@ -517,7 +518,9 @@ class MembershipElements(FilterVisitor[ColumnElement[bool]]):
             if self.compiler.kind is ResourceKind.USER:
                 return Operand(key=self.related.name_key)
             shown = func.coalesce(
-                self.related.document["displayName"].as_string(), self.related.name
+                GroupMember.display,
+                self.related.document["displayName"].as_string(),
+                self.related.name,
             )
             return Operand(key=shown if info.case_exact else func.lower(shown))
         return None

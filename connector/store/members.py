@@ -5,18 +5,23 @@ size of the group: the k ids are validated in one query, only missing pairs
 are inserted and only named pairs deleted, each statement reporting exactly
 the rows it changed (RETURNING) so the listener learns the exact delta.
 A replacement set is applied as its difference against the stored set, in SQL.
+
+Each row keeps the member's ``display`` label as the client sent it (RFC 7643
+section 4.2), or NULL. Labels are written with the k named members: on
+insert, and by one UPDATE of the named members whose stored label differs,
+so a PUT that changes one label rewrites one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from scim2_models import InvalidValueException
-from sqlalchemy import ColumnElement, delete, exists, insert, literal, select
+from sqlalchemy import ColumnElement, Update, delete, exists, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from connector.store import dialect as sql
-from connector.store.indexing import check_storable, storable
+from connector.store.indexing import KEY_LENGTH, check_storable, storable
 from connector.store.tables import GroupMember, ScimResource
 from scim.backend import MemberChanges, ResourceKind
 
@@ -28,8 +33,10 @@ def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> N
 
     One query for all ids; the users found are share-locked on PostgreSQL
     (``FOR KEY SHARE``) so that none can be deleted before this transaction
-    inserts its membership.
+    inserts its membership. Labels are checked first, like every value the
+    store keeps (:mod:`connector.store.indexing`).
     """
+    check_labels(changes.display)
     wanted = set(changes.add)
     if changes.replace is not None:
         wanted |= changes.replace
@@ -59,13 +66,24 @@ def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> N
         )
 
 
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Each ``members.display`` fits ``group_members.display``, else ``invalidValue``."""
+    check_storable({"members.display": list(labels.values())})
+    for member_id, label in labels.items():
+        if len(label) > KEY_LENGTH:
+            raise InvalidValueException(
+                detail=f"members: the display of {member_id!r} is longer than {KEY_LENGTH} "
+                "characters, which cannot be stored"
+            )
+
+
 def apply_member_changes(
     session: Session, org_id: int, group_id: str, changes: MemberChanges
 ) -> tuple[set[str], set[str]]:
     """Apply a checked delta in the order MemberChanges documents; answer (added, removed).
 
     The sets are net: a member removed and added back by the same delta is in
-    neither.
+    neither. A label change alone is in neither either: it changes no access.
     """
     dialect = session.get_bind().dialect.name
     member = GroupMember
@@ -81,10 +99,41 @@ def apply_member_changes(
     if named:
         removed |= _deleted(session, of_group, sql.in_ids(dialect, member.user_id, named))
     wanted = set(changes.add)
+    kept: frozenset[str] = frozenset()
     if changes.replace is not None and not changes.remove_all:
-        wanted |= changes.replace - changes.remove
-    inserted = _inserted(session, dialect, org_id, group_id, wanted) if wanted else set()
+        kept = changes.replace - changes.remove
+        wanted |= kept
+    # A kept member of the new set ends with exactly the label sent, or none;
+    # an added one changes label only when one was sent (MemberChanges).
+    relabelled = {user_id: changes.display.get(user_id) for user_id in kept}
+    relabelled |= {
+        user_id: changes.display[user_id]
+        for user_id in changes.add - changes.remove
+        if user_id in changes.display
+    }
+    if relabelled and not changes.remove_all:
+        session.execute(relabel_statement(dialect, group_id, relabelled))
+    labels = {user_id: changes.display.get(user_id) for user_id in wanted}
+    inserted = _inserted(session, dialect, org_id, group_id, labels) if labels else set()
     return inserted - removed, removed - inserted
+
+
+def relabel_statement(dialect: str, group_id: str, labels: Mapping[str, str | None]) -> Update:
+    """UPDATE the named members' stored labels, only where they differ: O(k) rows."""
+    member = GroupMember
+    wanted = sql.labelled_id_table(dialect, labels)
+    return (
+        update(member)
+        .where(
+            member.group_id == group_id,
+            sql.in_ids(dialect, member.user_id, labels),
+            member.user_id == wanted.c.id,
+            member.display.is_distinct_from(wanted.c.label),
+        )
+        .values(display=wanted.c.label)
+        # No ORM objects of these rows live in the session: nothing to refresh.
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _deleted(session: Session, *conditions: ColumnElement[bool]) -> set[str]:
@@ -93,17 +142,21 @@ def _deleted(session: Session, *conditions: ColumnElement[bool]) -> set[str]:
 
 
 def _inserted(
-    session: Session, dialect: str, org_id: int, group_id: str, user_ids: Collection[str]
+    session: Session,
+    dialect: str,
+    org_id: int,
+    group_id: str,
+    labels: Mapping[str, str | None],
 ) -> set[str]:
-    """Insert the pairs not stored yet, as one INSERT ... SELECT ... WHERE NOT EXISTS."""
+    """Insert the pairs not stored yet, labelled, as one INSERT ... SELECT ... WHERE NOT EXISTS."""
     member = GroupMember
-    ids = sql.id_table(dialect, user_ids)
-    missing = select(literal(group_id), ids.c.value, literal(org_id)).where(
-        ~exists().where(member.group_id == group_id, member.user_id == ids.c.value)
+    wanted = sql.labelled_id_table(dialect, labels)
+    missing = select(literal(group_id), wanted.c.id, literal(org_id), wanted.c.label).where(
+        ~exists().where(member.group_id == group_id, member.user_id == wanted.c.id)
     )
     statement = (
         insert(member)
-        .from_select(["group_id", "user_id", "org_id"], missing)
+        .from_select(["group_id", "user_id", "org_id", "display"], missing)
         .returning(member.user_id)
     )
     return set(session.scalars(statement))
