@@ -19,10 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 from scim2_models import Context, ListResponse, Resource, ResponseParameters, ScimPolicy
 
-from scim.backend import Document, MemberChanges, ResourceKind, Stored
+from scim.backend import Document, ResourceKind, Stored
 from scim.errors import exception_from_validation_error
 from scim.http import weak_etag
-from scim.membership import member_ids
 from scim.resources import ENDPOINTS, MODELS
 
 REQUEST_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
@@ -60,16 +59,6 @@ def to_backend_document(resource: Resource[Any]) -> Document:
     return document
 
 
-def split_members(document: Document) -> tuple[Document, list[str] | None]:
-    """A group document without its ``members``, and their ids (None when absent)."""
-    members = document.pop("members", None)
-    return document, (member_ids(members) if members is not None else None)
-
-
-def creation_members(ids: list[str] | None) -> MemberChanges | None:
-    return MemberChanges(add=frozenset(ids)) if ids else None
-
-
 def resource_location(base_url: str, kind: ResourceKind, resource_id: str) -> str:
     """The absolute URI of a resource (RFC 7643 section 3.1, ``meta.location``)."""
     return f"{base_url}{ENDPOINTS[kind]}/{resource_id}"
@@ -85,6 +74,13 @@ def stored_from_document(document: Document) -> Stored:
 
 def stored_resource(kind: ResourceKind, stored: Stored, base_url: str) -> Resource[Any]:
     """A stored resource as a model, with ``meta`` completed by the protocol layer."""
+    return from_stored(kind, response_document(kind, stored, base_url))
+
+
+def response_document(kind: ResourceKind, stored: Stored, base_url: str) -> Document:
+    """A stored document with what the protocol layer adds: ``id``, ``meta.location`` and
+    ``meta.version`` (RFC 7643 section 3.1), and ``$ref`` on members and groups.
+    """
     document = dict(stored.document)
     meta = dict(document.get("meta") or {})
     meta["resourceType"] = kind.value
@@ -98,7 +94,7 @@ def stored_resource(kind: ResourceKind, stored: Stored, base_url: str) -> Resour
             document[attribute] = [
                 _with_ref(entry, target, base_url) for entry in document[attribute]
             ]
-    return from_stored(kind, document)
+    return document
 
 
 def _with_ref(entry: Any, kind: ResourceKind, base_url: str) -> Any:
@@ -114,6 +110,17 @@ def _with_ref(entry: Any, kind: ResourceKind, base_url: str) -> Any:
     return {**entry, "$ref": resource_location(base_url, kind, str(entry["value"]))}
 
 
+def selects_attributes(parameters: ResponseParameters[Any] | None) -> bool:
+    """Whether a request names ``attributes`` or ``excludedAttributes`` (RFC 7644 section 3.9).
+
+    Without either, a response is the stored document as it is
+    (:func:`response_document`): the protocol layer stored what scim2-models
+    dumped from a validated request, with ``password`` (``returned: never``)
+    removed, and no attribute of the served schemas is ``returned: request``.
+    """
+    return parameters is not None and bool(parameters.attributes or parameters.excluded_attributes)
+
+
 def resource_response(
     kind: ResourceKind,
     stored: Stored,
@@ -122,8 +129,24 @@ def resource_response(
     parameters: ResponseParameters[Any] | None,
 ) -> Document:
     """The body answering a single-resource request."""
+    if not selects_attributes(parameters):
+        return response_document(kind, stored, base_url)
+    return dumped_resource_response(kind, stored, base_url, context, parameters)
+
+
+def dumped_resource_response(
+    kind: ResourceKind,
+    stored: Stored,
+    base_url: str,
+    context: Context,
+    parameters: ResponseParameters[Any] | None,
+) -> Document:
+    """A single resource as scim2-models dumps it in ``context`` with ``parameters``."""
     resource = stored_resource(kind, stored, base_url)
     return resource.model_dump(scim_ctx=context, response_parameters=parameters)
+
+
+LIST_RESPONSE_SCHEMA: str = str(ListResponse.__schema__)
 
 
 @cache
@@ -147,6 +170,27 @@ def list_response(
     parameters: ResponseParameters[Any] | None,
 ) -> Document:
     """A ListResponse (RFC 7644 section 3.4.2); ``Resources`` is always present, if empty."""
+    if not selects_attributes(parameters):
+        return {
+            "schemas": [LIST_RESPONSE_SCHEMA],
+            "totalResults": total,
+            "startIndex": start_index,
+            "itemsPerPage": len(resources),
+            "Resources": [response_document(kind, stored, base_url) for kind, stored in resources],
+        }
+    return dumped_list_response(kinds, total, start_index, resources, base_url, context, parameters)
+
+
+def dumped_list_response(
+    kinds: Sequence[ResourceKind],
+    total: int,
+    start_index: int,
+    resources: Sequence[tuple[ResourceKind, Stored]],
+    base_url: str,
+    context: Context,
+    parameters: ResponseParameters[Any] | None,
+) -> Document:
+    """A ListResponse as scim2-models dumps it in ``context`` with ``parameters``."""
     response = _list_response_model(tuple(kinds))(
         total_results=total,
         start_index=start_index,
