@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from scim2_models import (
     InvalidValueException,
@@ -51,7 +51,7 @@ from scim2_models import (
     Resource,
     UniquenessException,
 )
-from sqlalchemy import ColumnElement, Row, Table, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -70,7 +70,7 @@ from connector.store.indexing import (
 )
 from connector.store.listener import DirectoryListener, NullListener
 from connector.store.members import apply_member_changes, check_member_ids
-from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
+from connector.store.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import resolve_attribute
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.resources import MODELS
@@ -79,22 +79,33 @@ DEFAULT_MODELS: dict[ResourceKind, type[Resource[Any]]] = dict(MODELS)
 """The resource models the store indexes documents and resolves filters against:
 the ones the protocol layer serves (:data:`scim.resources.MODELS`)."""
 
+ResourceRow = Row[*tuple[Any, ...]]
+"""A row of ``scim_resources`` columns, as the store reads them."""
+
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 _MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
 _NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 _UNIQUE_CONSTRAINT = "uq_scim_resources_name"
 
-_RESOURCES = cast(Table, ScimResource.__table__)
-_VALUES = cast(Table, ScimAttributeValue.__table__)
+_RESOURCES = RESOURCES
+_VALUES = ATTRIBUTE_VALUES
+_MEMBERS = GROUP_MEMBERS
 
 _RESOURCE_COLUMNS = (
-    ScimResource.id,
-    ScimResource.name_key,
-    ScimResource.document,
-    ScimResource.version,
-    ScimResource.created_at,
-    ScimResource.modified_at,
+    _RESOURCES.c.id,
+    _RESOURCES.c.name_key,
+    _RESOURCES.c.document,
+    _RESOURCES.c.version,
+    _RESOURCES.c.created_at,
+    _RESOURCES.c.modified_at,
 )
+
+# By primary key alone, tenant and kind checked on the one row: no planner,
+# with or without statistics, can then prefer a tenant-wide index.
+_ROW_BY_ID = select(*_RESOURCE_COLUMNS, _RESOURCES.c.org_id, _RESOURCES.c.kind).where(
+    _RESOURCES.c.id == bindparam("resource_id")
+)
+_ROW_BY_ID_FOR_UPDATE = _ROW_BY_ID.with_for_update()
 
 
 def etag(version: int) -> str:
@@ -148,7 +159,7 @@ class SqlBackend:
             where.append(compiler.visit(query.filter))
         offset = max(query.start_index, 1) - 1
         limit = max(query.count, 0)
-        rows: Sequence[Row[Any]] = []
+        rows: Sequence[ResourceRow] = []
         if limit:
             statement = select(*_RESOURCE_COLUMNS).where(*where).offset(offset).limit(limit)
             if not selects_at_most_one(kind, query.filter):
@@ -158,8 +169,7 @@ class SqlBackend:
             total = offset + len(rows)
         else:
             total = (
-                self.session.scalar(select(func.count()).select_from(ScimResource).where(*where))
-                or 0
+                self.session.scalar(select(func.count()).select_from(_RESOURCES).where(*where)) or 0
             )
         documents = [self._document(kind, row) for row in rows]
         if query.include_members:
@@ -223,8 +233,8 @@ class SqlBackend:
         now = utcnow()
         version = row.version + 1
         statement = (
-            update(ScimResource)
-            .where(ScimResource.id == resource_id, ScimResource.version == row.version)
+            update(_RESOURCES)
+            .where(_RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version)
             .values(
                 name=columns.name,
                 name_key=columns.name_key,
@@ -241,9 +251,7 @@ class SqlBackend:
             updated = self._renamed(kind, columns, statement)
         if getattr(updated, "rowcount", 1) != 1:
             raise PreconditionFailedException(detail="the resource changed during this request")
-        self.session.execute(
-            delete(ScimAttributeValue).where(ScimAttributeValue.resource_id == resource_id)
-        )
+        self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
         self._insert_values(rows)
         before = self._document(kind, row)
         after = self._assemble(kind, resource_id, kept, version, row.created_at, now)
@@ -262,21 +270,19 @@ class SqlBackend:
         row = self._row(kind, resource_id, for_update=True)
         self._check_version(row.version, expected_version)
         before = self._document(kind, row)
-        member = GroupMember
+        member = _MEMBERS.c
         own, other = (
             (member.user_id, member.group_id)
             if kind is ResourceKind.USER
             else (member.group_id, member.user_id)
         )
         related = set(
-            self.session.scalars(delete(member).where(own == resource_id).returning(other))
+            self.session.scalars(delete(_MEMBERS).where(own == resource_id).returning(other))
         )
+        self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
         self.session.execute(
-            delete(ScimAttributeValue).where(ScimAttributeValue.resource_id == resource_id)
-        )
-        self.session.execute(
-            delete(ScimResource).where(
-                ScimResource.id == resource_id, ScimResource.version == row.version
+            delete(_RESOURCES).where(
+                _RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version
             )
         )
         if kind is ResourceKind.USER:
@@ -300,19 +306,15 @@ class SqlBackend:
     # -- helpers -------------------------------------------------------------
 
     def _scope(self, kind: ResourceKind) -> builtins.list[ColumnElement[bool]]:
-        return [ScimResource.org_id == self.org_id, ScimResource.kind == kind.value]
+        return [_RESOURCES.c.org_id == self.org_id, _RESOURCES.c.kind == kind.value]
 
-    def _row(self, kind: ResourceKind, resource_id: str, *, for_update: bool = False) -> Row[Any]:
+    def _row(
+        self, kind: ResourceKind, resource_id: str, *, for_update: bool = False
+    ) -> ResourceRow:
         if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
-        # By primary key alone, tenant and kind checked on the one row: no
-        # planner, with or without statistics, can then prefer a tenant-wide index.
-        query = select(*_RESOURCE_COLUMNS, ScimResource.org_id, ScimResource.kind).where(
-            ScimResource.id == resource_id
-        )
-        if for_update:
-            query = query.with_for_update()
-        row = self.session.execute(query).one_or_none()
+        query = _ROW_BY_ID_FOR_UPDATE if for_update else _ROW_BY_ID
+        row = self.session.execute(query, {"resource_id": resource_id}).one_or_none()
         if row is None or row.org_id != self.org_id or row.kind != kind.value:
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
         return row
@@ -383,7 +385,7 @@ class SqlBackend:
                 detail=f"version {expected} is not the current version {etag(current)}"
             )
 
-    def _document(self, kind: ResourceKind, row: Row[Any]) -> Document:
+    def _document(self, kind: ResourceKind, row: ResourceRow) -> Document:
         return self._assemble(
             kind, row.id, row.document, row.version, row.created_at, row.modified_at
         )
@@ -425,13 +427,20 @@ class SqlBackend:
         if not documents:
             return
         by_id = {document["id"]: document for document in documents}
-        member = GroupMember
-        related = ScimResource
+        member = _MEMBERS.c
+        related = _RESOURCES.c
+
+        def owned_by(column: ColumnElement[str]) -> ColumnElement[bool]:
+            if len(by_id) == 1:
+                equal: ColumnElement[bool] = column == next(iter(by_id))
+                return equal
+            return sql.in_ids(self.dialect, column, list(by_id))
+
         if kind is ResourceKind.USER:
             query = (
                 select(member.user_id, related.id, related.name)
-                .join(related, related.id == member.group_id)
-                .where(sql.in_ids(self.dialect, member.user_id, list(by_id)))
+                .join(_RESOURCES, related.id == member.group_id)
+                .where(owned_by(member.user_id))
                 .order_by(related.name_key, related.id)
             )
             entries = (
@@ -444,8 +453,8 @@ class SqlBackend:
             )
             query = (
                 select(member.group_id, related.id, display)
-                .join(related, related.id == member.user_id)
-                .where(sql.in_ids(self.dialect, member.group_id, list(by_id)))
+                .join(_RESOURCES, related.id == member.user_id)
+                .where(owned_by(member.group_id))
                 .order_by(related.name_key, related.id)
             )
             entries = (

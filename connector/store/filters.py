@@ -65,13 +65,12 @@ from sqlalchemy import (
     true,
     union,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import CompoundSelect
 
 from connector.store import dialect as sql
 from connector.store.dialect import SqlValue
 from connector.store.indexing import KEY_LENGTH, parse_datetime, storable
-from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
+from connector.store.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import AttributeInfo, ScimType, resolve_attribute, resolve_sub_attribute
 from scim.backend import ResourceKind, SortKey
 
@@ -106,10 +105,10 @@ class Operand:
 
 
 _COLUMN_OPERANDS: dict[str, Operand] = {
-    "id": Operand(key=ScimResource.id),
-    "externalid": Operand(key=ScimResource.external_id, nullable=True),
-    "meta.created": Operand(time=ScimResource.created_at),
-    "meta.lastmodified": Operand(time=ScimResource.modified_at),
+    "id": Operand(key=RESOURCES.c.id),
+    "externalid": Operand(key=RESOURCES.c.external_id, nullable=True),
+    "meta.created": Operand(time=RESOURCES.c.created_at),
+    "meta.lastmodified": Operand(time=RESOURCES.c.modified_at),
 }
 _NAME_PATHS = {ResourceKind.USER: "username", ResourceKind.GROUP: "displayname"}
 _MEMBERSHIP = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
@@ -131,9 +130,9 @@ def locate(kind: ResourceKind, info: AttributeInfo) -> Place:
 
 def column_operand(kind: ResourceKind, info: AttributeInfo) -> Operand | None:
     if info.path == _NAME_PATHS[kind]:
-        return Operand(key=ScimResource.name_key)
+        return Operand(key=RESOURCES.c.name_key)
     if info.path == "active":
-        return Operand(boolean=ScimResource.active, nullable=True)
+        return Operand(boolean=RESOURCES.c.active, nullable=True)
     if info.path == "meta.resourcetype":
         return Operand(key=literal(info.comparison_key(kind.value)))
     return _COLUMN_OPERANDS.get(info.path)
@@ -184,7 +183,7 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
             return false()
         elements = ElementSets(self, info).visit(node.val_filter)
         found = _flatten(elements).subquery()
-        return ScimResource.id.in_(select(found.c.resource_id))
+        return RESOURCES.c.id.in_(select(found.c.resource_id))
 
     # -- atoms -------------------------------------------------------------
 
@@ -203,13 +202,13 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
             leaf = Comparison(AttrPath(info.name), op, value)
             return self._membership(_membership_parent(self.model, info), leaf)
         if place is Place.INDEX:
-            value_row = ScimAttributeValue
+            value_row = ATTRIBUTE_VALUES.c
             matches = select(value_row.resource_id).where(
                 value_row.org_id == self.org_id,
                 value_row.path == info.path,
                 self.predicate(info, op, value, index_operand(value_row)),
             )
-            return ScimResource.id.in_(matches)
+            return RESOURCES.c.id.in_(matches)
         return false()
 
     def _present(self, info: AttributeInfo) -> ColumnElement[bool]:
@@ -228,11 +227,11 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
             )
         if place is Place.INDEX:
             paths = list(info.sub_attributes) or [info.path]
-            value_row = ScimAttributeValue
+            value_row = ATTRIBUTE_VALUES.c
             matches = select(value_row.resource_id).where(
                 value_row.org_id == self.org_id, value_row.path.in_(paths), _non_empty(value_row)
             )
-            return ScimResource.id.in_(matches)
+            return RESOURCES.c.id.in_(matches)
         if info.path == "meta":
             return true()
         return false()
@@ -241,21 +240,21 @@ class FilterCompiler(FilterVisitor[ColumnElement[bool]]):
         self, info: AttributeInfo, val_filter: FilterNode | None
     ) -> ColumnElement[bool]:
         """Group ``members`` / User ``groups`` through ``group_members`` rows."""
-        member = GroupMember
+        member = GROUP_MEMBERS.c
         own, other = (
             (member.group_id, member.user_id)
             if self.kind is ResourceKind.GROUP
             else (member.user_id, member.group_id)
         )
         if val_filter is None:
-            return exists().where(own == ScimResource.id)
-        related = aliased(ScimResource)
-        elements = MembershipElements(self, info, other, related)
+            return exists().where(own == RESOURCES.c.id)
+        related = RESOURCES.alias()
+        elements = MembershipElements(self, info, other, related.c)
         condition = elements.visit(val_filter)
         query = select(own).where(member.org_id == self.org_id, condition)
         if elements.joins_related:
-            query = query.join(related, related.id == other)
-        return ScimResource.id.in_(query)
+            query = query.join(related, related.c.id == other)
+        return RESOURCES.c.id.in_(query)
 
     # -- comparing one operand --------------------------------------------
 
@@ -430,14 +429,14 @@ class ElementSets(FilterVisitor[ElementSet]):
         self.parent = parent
 
     def _rows(self, *conditions: ColumnElement[bool]) -> Select[str, int]:
-        value_row = ScimAttributeValue
+        value_row = ATTRIBUTE_VALUES.c
         return select(value_row.resource_id, value_row.element).where(
             value_row.org_id == self.compiler.org_id, *conditions
         )
 
     def _all(self) -> Select[str, int]:
         paths = list(self.parent.sub_attributes) or [self.parent.path]
-        return self._rows(ScimAttributeValue.path.in_(paths))
+        return self._rows(ATTRIBUTE_VALUES.c.path.in_(paths))
 
     def _none(self) -> Select[str, int]:
         return self._rows(false())
@@ -454,11 +453,11 @@ class ElementSets(FilterVisitor[ElementSet]):
 
     def _equal(self, info: AttributeInfo, value: Any) -> ElementSet:
         if value is None:
-            return except_(self._all(), self._rows(ScimAttributeValue.path == info.path))
+            return except_(self._all(), self._rows(ATTRIBUTE_VALUES.c.path == info.path))
         return self._compare(info, CompareOperator.eq, value)
 
     def _compare(self, info: AttributeInfo, op: CompareOperator, value: Any) -> Select[str, int]:
-        value_row = ScimAttributeValue
+        value_row = ATTRIBUTE_VALUES.c
         return self._rows(
             value_row.path == info.path,
             self.compiler.predicate(info, op, value, index_operand(value_row)),
@@ -468,7 +467,7 @@ class ElementSets(FilterVisitor[ElementSet]):
         info = resolve_sub_attribute(self.compiler.model, self.parent, node.attr_path)
         if info is None:
             return self._none()
-        value_row = ScimAttributeValue
+        value_row = ATTRIBUTE_VALUES.c
         return self._rows(value_row.path == info.path, _non_empty(value_row))
 
     def visit_not(self, node: Not) -> ElementSet:
@@ -518,7 +517,7 @@ class MembershipElements(FilterVisitor[ColumnElement[bool]]):
             if self.compiler.kind is ResourceKind.USER:
                 return Operand(key=self.related.name_key)
             shown = func.coalesce(
-                GroupMember.display,
+                GROUP_MEMBERS.c.display,
                 self.related.document["displayName"].as_string(),
                 self.related.name,
             )
@@ -569,13 +568,13 @@ def sort_order(
     store cannot sort by, resources come in creation order.
     """
     expression = None if sort is None else sort_expression(model, kind, sort.attribute)
-    order: list[ColumnElement[Any]] = [ScimResource.created_at.asc(), ScimResource.id.asc()]
+    order: list[ColumnElement[Any]] = [RESOURCES.c.created_at.asc(), RESOURCES.c.id.asc()]
     if expression is None or sort is None:
         return order
     if sort.descending:
-        order = [expression.desc().nulls_first(), ScimResource.id.asc()]
+        order = [expression.desc().nulls_first(), RESOURCES.c.id.asc()]
     else:
-        order = [expression.asc().nulls_last(), ScimResource.id.asc()]
+        order = [expression.asc().nulls_last(), RESOURCES.c.id.asc()]
     return order
 
 
@@ -590,7 +589,7 @@ def sort_expression(
         return _any_column(column_operand(kind, info))
     if place is not Place.INDEX or info.is_complex:
         return None
-    value_row = aliased(ScimAttributeValue)
+    value_row = ATTRIBUTE_VALUES.alias().c
     column = {
         ScimType.boolean: value_row.value_bool,
         ScimType.integer: value_row.value_number,
@@ -598,10 +597,10 @@ def sort_expression(
         ScimType.date_time: value_row.value_time,
     }.get(info.type, value_row.value_key)
     query = select(column).where(
-        value_row.resource_id == ScimResource.id, value_row.path == info.path
+        value_row.resource_id == RESOURCES.c.id, value_row.path == info.path
     )
     if info.in_multi_valued and info.parent is not None:
-        primary = aliased(ScimAttributeValue)
+        primary = ATTRIBUTE_VALUES.alias().c
         is_primary = exists().where(
             primary.resource_id == value_row.resource_id,
             primary.element == value_row.element,

@@ -11,7 +11,7 @@ set operations (RFC 7644 section 3.5.2) and never rewrite a member list.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -109,3 +110,12 @@ class GroupMember(Base):
     )
     org_id: Mapped[int] = mapped_column(Integer)
     display: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+# The tables themselves, for statements built in Core: an ORM-annotated column
+# anywhere in a statement sends every execution through the ORM's compile
+# step, which on the store's small indexed queries costs about as much as the
+# query itself.
+RESOURCES = cast(Table, ScimResource.__table__)
+ATTRIBUTE_VALUES = cast(Table, ScimAttributeValue.__table__)
+GROUP_MEMBERS = cast(Table, GroupMember.__table__)
