@@ -35,7 +35,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.auth import AuthenticatedCredential, Scope, make_resource_protector
-from connector.db import make_engine, make_session_factory
+from connector.db import make_engine, make_session_factory, read_only
 from connector.health import create_health_blueprint, database_ping
 from connector.migrations import ensure_sqlite_directory
 from connector.oauth import create_token_blueprint
@@ -89,12 +89,30 @@ def hub_scim(app: Flask | None = None) -> HubScim:
 
 
 def request_session() -> Session:
-    """This request's database session, opened on first use, closed at teardown."""
+    """This request's database session, opened on first use, closed at teardown.
+
+    A request that only reads (:func:`reads_only`) begins its transaction as
+    a reader (:func:`connector.db.read_only`).
+    """
     session: Session | None = g.get("hub_scim_session")
     if session is None:
         session = hub_scim().session_factory()
+        if reads_only():
+            read_only(session)
         g.hub_scim_session = session
     return session
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_READING_POSTS = ("/.search", "/authorize")
+
+
+def reads_only() -> bool:
+    """Whether this request never writes: a GET, a SCIM ``.search``, an access check.
+
+    Credentials are checked within the same transaction, which reads only.
+    """
+    return request.method in _READ_METHODS or request.path.endswith(_READING_POSTS)
 
 
 def _close_request_session(_exc: BaseException | None) -> None:

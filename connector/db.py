@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -64,11 +64,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
+READ_ONLY = "hub_scim_read_only"
+"""Execution option of a connection whose transaction only reads (see :func:`read_only`)."""
+
+
+def read_only(session: Session) -> None:
+    """Begin ``session``'s transaction as a reader: on SQLite it takes no write lock.
+
+    Call it before the session's first statement, in a request that never
+    writes. Under WAL such a transaction reads a consistent snapshot while a
+    writer works, instead of queueing behind it for the write lock.
+    """
+    session.connection(execution_options={READ_ONLY: True})
+
+
+def _sqlite_begin(conn: Any) -> None:
     # A SQLite transaction that starts as a reader and later writes can fail
     # with SQLITE_BUSY without waiting; taking the write lock up front makes
-    # every transaction serialize on busy_timeout instead.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # every writing transaction serialize on busy_timeout instead. A
+    # transaction declared read-only starts deferred and never takes it.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -83,7 +101,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # docs on "Serializable isolation / Savepoints / Transactional DDL").
             dbapi_connection.isolation_level = None
 
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")

@@ -86,3 +86,36 @@ def test_a_product_asking_while_the_database_is_locked_gets_503(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.get_json()["error"] == "unavailable"
+
+
+def test_okta_reads_while_another_request_holds_the_sqlite_write_lock(
+    scim: Any, client: Any, engine: Engine, org_id: int
+) -> None:
+    """Reads begin deferred: under WAL they see the last commit and never queue for the lock."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL readers never wait for writers")
+    from connector.auth import Scope
+    from tests.fixtures_app import issue_token
+
+    created = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ada@example.com",
+        },
+    )
+    assert created.status_code == 201
+    access_token = issue_token(engine, org_id, Scope.ACCESS)
+    with engine.connect() as writer, writer.begin():  # BEGIN IMMEDIATE: the write lock
+        found = scim.get('/Users?filter=userName eq "ada@example.com"')
+        assert found.status_code == 200
+        assert found.get_json()["totalResults"] == 1
+        searched = scim.post("/Users/.search", json={"filter": 'userName eq "ada@example.com"'})
+        assert searched.status_code == 200
+        assert scim.get(f"/Users/{created.get_json()['id']}").status_code == 200
+        asked = client.post(
+            "/api/v1/access/ada@example.com/authorize",
+            json={"permission": "psa.tickets.read"},
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        assert asked.status_code == 200
