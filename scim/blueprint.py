@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
 from scim2_models import (
     Context,
@@ -338,8 +338,12 @@ class _Views:
     @property
     def base_url(self) -> str:
         """The absolute SCIM base URL of this request, such as ``https://hub.example/scim/v2``."""
-        path = url_for(f"{request.blueprint}.service_provider_config")
-        return request.host_url.rstrip("/") + path.removesuffix("/ServiceProviderConfig")
+        found: str | None = g.get("scim_base_url")
+        if found is None:
+            path = url_for(f"{request.blueprint}.service_provider_config")
+            found = request.host_url.rstrip("/") + path.removesuffix("/ServiceProviderConfig")
+            g.scim_base_url = found
+        return found
 
     def _body(self) -> Any:
         return read_json_body(request, self.settings.max_payload_bytes)
