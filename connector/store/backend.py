@@ -279,7 +279,7 @@ class SqlBackend:
         related = set(
             self.session.scalars(delete(_MEMBERS).where(own == resource_id).returning(other))
         )
-        self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
+        # Its attribute-value rows go with it (ON DELETE CASCADE).
         self.session.execute(
             delete(_RESOURCES).where(
                 _RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version
