@@ -8,12 +8,12 @@ never updated or deleted: a deleted user's history stays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db import Base, UTCDateTime, utcnow
@@ -60,6 +60,23 @@ class AuditRecord:
         }
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One line to append: who did what to which target, before and after, and why."""
+
+    actor: str
+    action: str
+    target: str
+    before: Any = None
+    after: Any = None
+    reason: str = ""
+
+
+_AUDIT_LOG = cast(Table, AuditEntry.__table__)
+# Core, built once: appending needs neither the unit of work nor the new ids back.
+_APPEND = insert(_AUDIT_LOG)
+
+
 def record(
     session: Session,
     org_id: int,
@@ -72,17 +89,32 @@ def record(
     reason: str = "",
 ) -> None:
     """Append one entry; it commits or rolls back with the change it describes."""
-    session.add(
-        AuditEntry(
-            org_id=org_id,
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            reason=reason,
-        )
+    record_all(session, org_id, [Entry(actor, action, target, before, after, reason)])
+
+
+def record_all(session: Session, org_id: int, entries: Sequence[Entry]) -> None:
+    """Append ``entries`` in their order, in one statement, within the caller's transaction.
+
+    Written at once, not at the next flush: flush first what they refer to.
+    """
+    if not entries:
+        return
+    at = utcnow()
+    session.execute(
+        _APPEND,
+        [
+            {
+                "org_id": org_id,
+                "at": at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "target": entry.target,
+                "before": entry.before,
+                "after": entry.after,
+                "reason": entry.reason,
+            }
+            for entry in entries
+        ],
     )
 
 
