@@ -13,20 +13,35 @@ from the access API (``GET /api/v1/events?after=ID``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db import Base, UTCDateTime, utcnow
+from connector.store import dialect as sql
 
 SIGNATURE_HEADER = "Hub-Signature"
 EVENT_ID_HEADER = "Hub-Event-Id"
@@ -82,26 +97,80 @@ class Transport(Protocol):
     ) -> Any: ...
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """One event for products: its type, subject (a user id, a product) and payload."""
+
+    type: str
+    subject: str
+    payload: dict[str, Any]
+
+
+_EVENTS = cast(Table, Event.__table__)
+_DELIVERIES = cast(Table, EventDelivery.__table__)
+_ENDPOINTS = cast(Table, EventEndpoint.__table__)
+_INSERT_EVENTS = insert(_EVENTS)
+
+
+@functools.cache
+def _insert_deliveries(dialect: str) -> Insert:
+    """A pending delivery of each new event (by ``uids``) to each endpoint of ``org_id``."""
+    event, endpoint = _EVENTS.c, _ENDPOINTS.c
+    return insert(_DELIVERIES).from_select(
+        ["event_id", "endpoint_id", "attempts", "next_attempt_at", "last_error"],
+        select(
+            event.id,
+            endpoint.id,
+            literal(0),
+            bindparam("now", type_=UTCDateTime()),
+            literal(""),
+        )
+        .select_from(_ENDPOINTS.join(_EVENTS, event.org_id == endpoint.org_id))
+        .where(
+            endpoint.org_id == bindparam("org_id"), sql.in_bound_ids(dialect, event.uid, "uids")
+        ),
+    )
+
+
+def write_events(session: Session, org_id: int, announcements: Sequence[Announcement]) -> None:
+    """Write ``announcements`` in order, each with a pending delivery per registered endpoint.
+
+    Two statements whatever their number, inside the caller's transaction:
+    the events, then their deliveries to the endpoints registered now (none
+    is written for an organization without endpoints), so no lookup of the
+    endpoints comes first.
+    """
+    if not announcements:
+        return
+    now = utcnow()
+    rows: list[dict[str, Any]] = [
+        {
+            "uid": str(uuid.uuid4()),
+            "org_id": org_id,
+            "type": item.type,
+            "subject": item.subject,
+            "payload": item.payload,
+            "created_at": now,
+        }
+        for item in announcements
+    ]
+    session.execute(_INSERT_EVENTS, rows)
+    dialect = session.get_bind().dialect.name
+    session.execute(
+        _insert_deliveries(dialect),
+        {
+            "org_id": org_id,
+            "now": now,
+            "uids": sql.bound_ids(dialect, [row["uid"] for row in rows]),
+        },
+    )
+
+
 def emit(
     session: Session, org_id: int, event_type: str, subject: str, payload: dict[str, Any]
-) -> Event:
+) -> None:
     """Write one event and a pending delivery per endpoint, inside the caller's transaction."""
-    event = Event(
-        uid=str(uuid.uuid4()),
-        org_id=org_id,
-        type=event_type,
-        subject=subject,
-        payload=payload,
-        created_at=utcnow(),
-    )
-    session.add(event)
-    session.flush()
-    endpoint_ids = session.scalars(
-        select(EventEndpoint.id).where(EventEndpoint.org_id == org_id)
-    ).all()
-    for endpoint_id in endpoint_ids:
-        session.add(EventDelivery(event_id=event.id, endpoint_id=endpoint_id))
-    return event
+    write_events(session, org_id, [Announcement(event_type, subject, payload)])
 
 
 def add_endpoint(session: Session, org_id: int, url: str) -> tuple[str, str]:

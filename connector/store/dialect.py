@@ -81,6 +81,25 @@ def not_in_ids(dialect: str, column: SqlValue, ids: Collection[str]) -> ColumnEl
     return column.not_in(select(table.c.value))
 
 
+def in_bound_ids(dialect: str, column: SqlValue, name: str) -> ColumnElement[bool]:
+    """:func:`in_ids` with the ids left to parameter ``name``, for a statement built once.
+
+    Bind :func:`bound_ids` of the ids to ``name`` at each execution.
+    """
+    if dialect == "postgresql":
+        array_type: Any = ARRAY(String())
+        return column == any_(bindparam(name, type_=array_type))
+    values = func.json_each(bindparam(name, type_=String())).table_valued("value")
+    return column.in_(select(values.c.value))
+
+
+def bound_ids(dialect: str, ids: Collection[str]) -> Any:
+    """The value of an :func:`in_bound_ids` parameter: an array, or a JSON array on SQLite."""
+    if dialect == "postgresql":
+        return list(ids)
+    return json.dumps(list(ids))
+
+
 def _array(values: Collection[str | None]) -> BindParameter[Any]:
     array_type: Any = ARRAY(String())
     return bindparam("ids", list(values), type_=array_type, unique=True)
