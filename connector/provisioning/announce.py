@@ -1,68 +1,62 @@
-"""Product events of one change, written to the outbox in two statements (DESIGN.md rule 12).
+"""What one change appends beside the directory, written together (DESIGN.md rules 11 and 12).
 
-:func:`connector.events.emit` writes one event per call, with a flush and an
-endpoint lookup each; a membership batch of k users announces k access
-changes, so they are written here together: one lookup of the org's
-endpoints, one multi-row INSERT of events and one of their deliveries.
+A SCIM write appends an audit entry for itself, one per access change and
+Owner seating step it caused, and a product event for most of them; a
+membership batch of k users appends k of each. A :class:`Journal` collects
+them while the change is worked out and :meth:`Journal.write` appends them in
+their order: one multi-row INSERT of audit entries, one of events and one of
+the events' deliveries (:func:`connector.events.write_events`), whatever k is.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from connector.db import utcnow
-from connector.events import Event, EventDelivery, EventEndpoint
+from connector import audit
+from connector.events import Announcement, write_events
+from connector.provisioning.context import Cause
+
+__all__ = ["Announcement", "Journal"]
 
 
-@dataclass(frozen=True)
-class Announcement:
-    """One event for products: its type, subject (a user id, a product) and payload."""
+@dataclass
+class Journal:
+    """Audit entries and product events of one change, in order, until :meth:`write`."""
 
-    type: str
-    subject: str
-    payload: dict[str, Any]
+    entries: list[audit.Entry] = field(default_factory=list)
+    announcements: list[Announcement] = field(default_factory=list)
 
+    def audit(
+        self,
+        cause: Cause,
+        action: str,
+        target: str,
+        before: Any = None,
+        after: Any = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """An entry by ``cause``'s actor; its reason is the cause's unless ``reason`` is given."""
+        self.entries.append(
+            audit.Entry(
+                cause.actor,
+                action,
+                target,
+                before,
+                after,
+                cause.reason if reason is None else reason,
+            )
+        )
 
-def announce(session: Session, org_id: int, announcements: Sequence[Announcement]) -> None:
-    """Write ``announcements`` in order, each with a pending delivery per registered endpoint."""
-    if not announcements:
-        return
-    now = utcnow()
-    rows = [
-        {
-            "uid": str(uuid.uuid4()),
-            "org_id": org_id,
-            "type": item.type,
-            "subject": item.subject,
-            "payload": item.payload,
-            "created_at": now,
-        }
-        for item in announcements
-    ]
-    endpoints = list(
-        session.scalars(select(EventEndpoint.id).where(EventEndpoint.org_id == org_id))
-    )
-    if not endpoints:
-        session.execute(insert(Event), rows)
-        return
-    event_ids = session.scalars(
-        insert(Event).returning(Event.id, sort_by_parameter_order=True), rows
-    )
-    deliveries = [
-        {
-            "event_id": event_id,
-            "endpoint_id": endpoint,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "last_error": "",
-        }
-        for event_id in list(event_ids)
-        for endpoint in endpoints
-    ]
-    session.execute(insert(EventDelivery), deliveries)
+    def announce(self, kind: str, subject: str, payload: dict[str, Any]) -> None:
+        self.announcements.append(Announcement(kind, subject, payload))
+
+    def write(self, session: Session, org_id: int) -> None:
+        """Append what was collected, in the caller's transaction, and start empty again."""
+        audit.record_all(session, org_id, self.entries)
+        write_events(session, org_id, self.announcements)
+        self.entries = []
+        self.announcements = []

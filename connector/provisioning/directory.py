@@ -12,15 +12,17 @@ import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Select, Table, bindparam, false, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import ProductState
 from connector.access.derive import AccessContext, DerivedAccess, ManualGrant, UserFacts
 from connector.access.mapping import MappingConfig, MappingError, ProductGrant, parse_mapping
 from connector.access.owners import HeldOwner, OwnerSeats, Seat
+from connector.db import utcnow
+from connector.provisioning.memo import forget, recall, remember
 from connector.provisioning.tables import (
     AccessSnapshot,
     GroupBinding,
@@ -34,7 +36,7 @@ from connector.provisioning.tables import (
     ManualGrant as ManualGrantRow,
 )
 from connector.store import dialect as sql
-from connector.store.tables import GroupMember, ScimResource
+from connector.store.tables import GROUP_MEMBERS, RESOURCES, ScimResource
 from scim.backend import ResourceKind
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,30 @@ def email_addresses(document: Mapping[str, Any]) -> tuple[str, ...]:
 
 # -- the organization's rules ---------------------------------------------------------
 
+_MAPPINGS = cast(Table, MappingDocument.__table__)
+_BINDINGS = cast(Table, GroupBinding.__table__)
+_PRODUCT_STATES = cast(Table, ProductStateRow.__table__)
+_MANUAL_GRANTS = cast(Table, ManualGrantRow.__table__)
+_SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
+_SEATS = cast(Table, OwnerSeat.__table__)
+_HOLDS = cast(Table, OwnerHold.__table__)
+
+# The mapping, its bindings and the product states in one round trip: rows
+# ("mapping", source, NULL), ("binding", ref_key, group_id), ("product", product, state).
+_RULES = union_all(
+    select(
+        literal_column("'mapping'").label("part"),
+        _MAPPINGS.c.source.label("name"),
+        null().label("value"),
+    ).where(_MAPPINGS.c.org_id == bindparam("org_id")),
+    select(literal_column("'binding'"), _BINDINGS.c.ref_key, _BINDINGS.c.group_id).where(
+        _BINDINGS.c.org_id == bindparam("org_id")
+    ),
+    select(literal_column("'product'"), _PRODUCT_STATES.c.product, _PRODUCT_STATES.c.state).where(
+        _PRODUCT_STATES.c.org_id == bindparam("org_id")
+    ),
+)
+
 
 @dataclass(frozen=True)
 class OrgRules:
@@ -124,46 +150,54 @@ def parsed_mapping(source: str) -> MappingConfig:
     return parse_mapping(source)
 
 
-def load_config(session: Session, org_id: int) -> tuple[MappingConfig, str | None, str | None]:
-    """The mapping in force (defaults without one), its text, and why it no longer parses if so."""
-    source = session.scalar(select(MappingDocument.source).where(MappingDocument.org_id == org_id))
+def load_rules(session: Session, org_id: int) -> OrgRules:
+    """Mapping, bindings and product states of ``org_id``: one query per transaction.
+
+    What it read is kept until the transaction ends (:mod:`.memo`); whoever
+    writes the mapping, a binding or a product state calls :func:`forget_rules`.
+    """
+    found = recall(session, ("rules", org_id))
+    if isinstance(found, OrgRules):
+        return found
+    source: str | None = None
+    bindings: dict[str, str] = {}
+    states: dict[str, ProductState] = {}
+    for part, name, value in session.execute(_RULES, {"org_id": org_id}):
+        if part == "mapping":
+            source = name
+        elif part == "binding":
+            bindings[name] = value
+        else:
+            states[name] = ProductState.parse(value)
+    config, broken = _config(org_id, source)
+    rules = OrgRules(with_bindings(config, bindings, states), source, broken)
+    remember(session, ("rules", org_id), rules)
+    return rules
+
+
+def forget_rules(session: Session, org_id: int) -> None:
+    """The mapping, a binding or a product state of ``org_id`` is being written: read it again."""
+    forget(session, ("rules", org_id))
+
+
+def _config(org_id: int, source: str | None) -> tuple[MappingConfig, str | None]:
+    """The mapping in force (defaults without one), and why it no longer parses if so."""
     if source is None:
-        return MappingConfig(), None, None
+        return MappingConfig(), None
     try:
-        return parsed_mapping(source), source, None
+        return parsed_mapping(source), None
     except MappingError as error:
         # Valid when applied; the catalog has since changed under it. The
         # IdP must not fail for it (DESIGN.md rule 1): derive with the
         # defaults, and let the health report say so loudly.
         logger.error("organization %s: the mapping in force no longer parses: %s", org_id, error)
-        return MappingConfig(), source, str(error)
-
-
-def load_rules(session: Session, org_id: int) -> OrgRules:
-    """Mapping, bindings and product states of ``org_id``: three small queries."""
-    config, source, broken = load_config(session, org_id)
-    rows = session.execute(
-        select(GroupBinding.ref_key, GroupBinding.group_id).where(GroupBinding.org_id == org_id)
-    )
-    bindings = {ref_key: group_id for ref_key, group_id in rows}
-    return OrgRules(
-        with_bindings(config, bindings, load_product_states(session, org_id)), source, broken
-    )
+        return MappingConfig(), str(error)
 
 
 def with_bindings(
     config: MappingConfig, bindings: Mapping[str, str], states: Mapping[str, ProductState]
 ) -> AccessContext:
     return AccessContext(config, dict(bindings), dict(states))
-
-
-def load_product_states(session: Session, org_id: int) -> dict[str, ProductState]:
-    rows = session.execute(
-        select(ProductStateRow.product, ProductStateRow.state).where(
-            ProductStateRow.org_id == org_id
-        )
-    )
-    return {product: ProductState.parse(state) for product, state in rows}
 
 
 # -- users ---------------------------------------------------------------------------
@@ -178,6 +212,55 @@ class DirectoryUser:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class _Queries:
+    """The batched reads of one dialect, built once: ids travel as one bound parameter."""
+
+    users: Select[Any]
+    users_with_document: Select[Any]
+    memberships: Select[Any]
+    manual_grants: Select[Any]
+    user_names: Select[Any]
+    snapshots: Select[Any]
+
+
+@functools.cache
+def _queries(dialect: str) -> _Queries:
+    resource = RESOURCES.c
+    user_columns = (resource.id, resource.name, resource.active, resource.created_at)
+    users_scope = (
+        sql.in_bound_ids(dialect, resource.id, "ids"),
+        resource.org_id == bindparam("org_id"),
+        resource.kind == ResourceKind.USER.value,
+    )
+    grant = _MANUAL_GRANTS.c
+    return _Queries(
+        users=select(*user_columns).where(*users_scope),
+        users_with_document=select(*user_columns, resource.document).where(*users_scope),
+        memberships=select(GROUP_MEMBERS.c.user_id, GROUP_MEMBERS.c.group_id).where(
+            sql.in_bound_ids(dialect, GROUP_MEMBERS.c.user_id, "ids")
+        ),
+        manual_grants=select(
+            grant.user_id, grant.product, grant.product_roles, grant.permissions, grant.granted_by
+        )
+        .where(grant.org_id == bindparam("org_id"), sql.in_bound_ids(dialect, grant.user_id, "ids"))
+        .order_by(grant.user_id, grant.product),
+        user_names=select(resource.id, resource.name).where(
+            sql.in_bound_ids(dialect, resource.id, "ids"), resource.org_id == bindparam("org_id")
+        ),
+        snapshots=select(_SNAPSHOTS.c.user_id, _SNAPSHOTS.c.access).where(
+            _SNAPSHOTS.c.org_id == bindparam("org_id"),
+            sql.in_bound_ids(dialect, _SNAPSHOTS.c.user_id, "ids"),
+        ),
+    )
+
+
+def _ids(session: Session, org_id: int, ids: Collection[str]) -> tuple[_Queries, dict[str, Any]]:
+    """This session's prebuilt queries, and the parameters naming ``ids`` of ``org_id``."""
+    dialect = session.get_bind().dialect.name
+    return _queries(dialect), {"org_id": org_id, "ids": sql.bound_ids(dialect, ids)}
+
+
 def load_users(
     session: Session, org_id: int, user_ids: Collection[str], rules: OrgRules
 ) -> dict[str, DirectoryUser]:
@@ -189,22 +272,10 @@ def load_users(
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    dialect = session.get_bind().dialect.name
+    queries, params = _ids(session, org_id, ids)
     with_roles = rules.config.map_scim_roles
-    columns: list[Any] = [
-        ScimResource.id,
-        ScimResource.name,
-        ScimResource.active,
-        ScimResource.created_at,
-    ]
-    if with_roles:
-        columns.append(ScimResource.document)
     rows = session.execute(
-        select(*columns).where(
-            sql.in_ids(dialect, ScimResource.id, ids),
-            ScimResource.org_id == org_id,
-            ScimResource.kind == ResourceKind.USER.value,
-        )
+        queries.users_with_document if with_roles else queries.users, params
     ).all()
     found = [row.id for row in rows]
     groups: dict[str, set[str]] = {}
@@ -212,11 +283,7 @@ def load_users(
     if found and bound:
         # By user only: a condition on the group too lets a planner walk the
         # whole group through the primary key, O(members) instead of O(k).
-        memberships = session.execute(
-            select(GroupMember.user_id, GroupMember.group_id).where(
-                sql.in_ids(dialect, GroupMember.user_id, found)
-            )
-        )
+        memberships = session.execute(queries.memberships, params)
         for user_id, group_id in memberships:
             if group_id in bound:
                 groups.setdefault(user_id, set()).add(group_id)
@@ -234,21 +301,36 @@ def load_users(
     return users
 
 
+def created_user(user_id: str, document: Mapping[str, Any], rules: OrgRules) -> DirectoryUser:
+    """A user the store has just created, as :func:`load_users` would read it back.
+
+    Nothing needs reading: a fresh id is in no group yet (memberships are
+    written through groups, RFC 7643 section 4.1.2), has no manual grant and
+    no snapshot, and the document carries the rest.
+    """
+    user_name = attribute(document, "userName")
+    meta = attribute(document, "meta")
+    created = attribute(meta, "created") if isinstance(meta, Mapping) else None
+    facts = UserFacts(
+        user_id=user_id,
+        active=is_active(document),
+        scim_roles=scim_role_values(document) if rules.config.map_scim_roles else frozenset(),
+    )
+    return DirectoryUser(
+        facts,
+        user_name if isinstance(user_name, str) else "",
+        datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),
+    )
+
+
 def load_manual_grants(
     session: Session, org_id: int, user_ids: Collection[str]
 ) -> dict[str, tuple[ManualGrant, ...]]:
     if not user_ids:
         return {}
-    dialect = session.get_bind().dialect.name
+    queries, params = _ids(session, org_id, user_ids)
     grants: dict[str, list[ManualGrant]] = {}
-    rows = session.scalars(
-        select(ManualGrantRow)
-        .where(
-            ManualGrantRow.org_id == org_id, sql.in_ids(dialect, ManualGrantRow.user_id, user_ids)
-        )
-        .order_by(ManualGrantRow.user_id, ManualGrantRow.product)
-    )
-    for row in rows:
+    for row in session.execute(queries.manual_grants, params):
         grant = ProductGrant(row.product, frozenset(row.product_roles), frozenset(row.permissions))
         grants.setdefault(row.user_id, []).append(ManualGrant(grant, row.granted_by))
     return {user_id: tuple(items) for user_id, items in grants.items()}
@@ -317,13 +399,8 @@ def load_user_names(session: Session, org_id: int, user_ids: Iterable[str]) -> d
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    dialect = session.get_bind().dialect.name
-    rows = session.execute(
-        select(ScimResource.id, ScimResource.name).where(
-            sql.in_ids(dialect, ScimResource.id, ids), ScimResource.org_id == org_id
-        )
-    )
-    return {user_id: name for user_id, name in rows}
+    queries, params = _ids(session, org_id, ids)
+    return {user_id: name for user_id, name in session.execute(queries.user_names, params)}
 
 
 def load_onboarded(session: Session, user_id: str) -> frozenset[str]:
@@ -341,13 +418,8 @@ def load_snapshots(
     """The access last derived for each of ``user_ids`` that has one."""
     if not user_ids:
         return {}
-    dialect = session.get_bind().dialect.name
-    rows = session.execute(
-        select(AccessSnapshot.user_id, AccessSnapshot.access).where(
-            AccessSnapshot.org_id == org_id,
-            sql.in_ids(dialect, AccessSnapshot.user_id, sorted(set(user_ids))),
-        )
-    )
+    queries, params = _ids(session, org_id, sorted(set(user_ids)))
+    rows = session.execute(queries.snapshots, params)
     return {user_id: DerivedAccess.from_json(access) for user_id, access in rows}
 
 
@@ -363,29 +435,46 @@ class StoredSeats:
         return self.seats.owner_ids + self.seats.held_ids
 
 
+# Seats (place = seat number) and holds (place = queue position) in one round
+# trip, each with its user's id if the user is still in the directory.
+_SEATS_AND_HOLDS = union_all(
+    select(
+        false().label("held"),
+        _SEATS.c.seat.label("place"),
+        _SEATS.c.user_id,
+        _SEATS.c.seated_at.label("since"),
+        _SEATS.c.kept_as_last,
+        RESOURCES.c.id.label("present"),
+    )
+    .select_from(_SEATS.outerjoin(RESOURCES, RESOURCES.c.id == _SEATS.c.user_id))
+    .where(_SEATS.c.org_id == bindparam("org_id")),
+    select(
+        literal_column("true", type_=_SEATS.c.kept_as_last.type),
+        _HOLDS.c.position,
+        _HOLDS.c.user_id,
+        _HOLDS.c.held_at,
+        false(),
+        RESOURCES.c.id,
+    )
+    .select_from(_HOLDS.outerjoin(RESOURCES, RESOURCES.c.id == _HOLDS.c.user_id))
+    .where(_HOLDS.c.org_id == bindparam("org_id")),
+)
+
+
 def load_seats(session: Session, org_id: int) -> StoredSeats:
-    """The organization's Owner seats and hold queue: two queries."""
-    seat_rows = session.execute(
-        select(OwnerSeat, ScimResource.id)
-        .outerjoin(ScimResource, ScimResource.id == OwnerSeat.user_id)
-        .where(OwnerSeat.org_id == org_id)
-        .order_by(OwnerSeat.seat)
-    )
-    hold_rows = session.execute(
-        select(OwnerHold, ScimResource.id)
-        .outerjoin(ScimResource, ScimResource.id == OwnerHold.user_id)
-        .where(OwnerHold.org_id == org_id)
-        .order_by(OwnerHold.position)
-    )
+    """The organization's Owner seats and hold queue: one query."""
     seats: list[Seat] = []
-    queue: list[HeldOwner] = []
+    queue: list[tuple[int, HeldOwner]] = []
     vanished: set[str] = set()
-    for row, present in seat_rows:
-        seats.append(Seat(row.seat, row.user_id, row.seated_at, row.kept_as_last))
-        if present is None:
+    for row in session.execute(_SEATS_AND_HOLDS, {"org_id": org_id}):
+        if row.held:
+            queue.append((row.place, HeldOwner(row.user_id, row.since)))
+        else:
+            seats.append(Seat(row.place, row.user_id, row.since, bool(row.kept_as_last)))
+        if row.present is None:
             vanished.add(row.user_id)
-    for hold, present in hold_rows:
-        queue.append(HeldOwner(hold.user_id, hold.held_at))
-        if present is None:
-            vanished.add(hold.user_id)
-    return StoredSeats(OwnerSeats(tuple(seats), tuple(queue)), frozenset(vanished))
+    seats.sort(key=lambda seat: seat.number)
+    queue.sort(key=lambda item: item[0])
+    return StoredSeats(
+        OwnerSeats(tuple(seats), tuple(held for _, held in queue)), frozenset(vanished)
+    )

@@ -17,15 +17,16 @@ set, and the order of provisioning is the first-come order IT can see.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningDelete
 
-from connector import audit
 from connector.access.changes import AccessChange, access_change, effective
 from connector.access.derive import AccessContext, DerivedAccess, derive_access, qualifies_as_owner
 from connector.access.owners import (
@@ -36,7 +37,7 @@ from connector.access.owners import (
     seat_owners,
 )
 from connector.db import utcnow
-from connector.provisioning.announce import Announcement, announce
+from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import (
     DirectoryUser,
@@ -49,6 +50,7 @@ from connector.provisioning.directory import (
     load_users,
 )
 from connector.provisioning.tables import AccessSnapshot, OwnerHold, OwnerSeat
+from connector.store import dialect as sql
 
 ACCESS_CHANGED = "access.changed"
 
@@ -84,28 +86,37 @@ def recompute(
     cause: Cause,
     rules: OrgRules | None = None,
     deleted: Mapping[str, str | None] | None = None,
+    created: Iterable[DirectoryUser] = (),
+    journal: Journal | None = None,
     now: datetime | None = None,
 ) -> Recomputed:
     """Derive again the access of ``user_ids`` (and of whoever the Owner seating moves).
 
     ``deleted``: users just removed from the directory, with their userName;
-    their seat or queue place is freed and their snapshot dropped. Costs a fixed number of
-    queries plus O(len(user_ids) + Owner queue) rows.
+    their seat or queue place is freed and their snapshot dropped.
+    ``created``: users just added to the directory
+    (:func:`~connector.provisioning.directory.created_user`), derived without
+    reading anything of theirs. The audit entries and events go to
+    ``journal`` when given (the caller writes it), else are written here.
+    Costs a fixed number of queries plus O(len(user_ids) + Owner queue) rows.
     """
     moment = now or utcnow()
     rules = rules or load_rules(session, org_id)
     context = rules.context
     gone = frozenset(deleted or {})
+    fresh = {user.facts.user_id: user for user in created}
     stored = load_seats(session, org_id)
-    wanted = list(dict.fromkeys(user for user in user_ids if user not in gone))
-    users = load_users(session, org_id, {*wanted, *stored.known} - gone - stored.vanished, rules)
+    wanted = list(dict.fromkeys(user for user in [*user_ids, *fresh] if user not in gone))
+    unread = {*wanted, *stored.known} - gone - stored.vanished - fresh.keys()
+    users = {**load_users(session, org_id, unread, rules), **fresh}
     outcome = seat(stored, users, wanted, context, left=gone, now=moment)
     affected = sorted(
         user for user in outcome.affected_users if user in users and user not in wanted
     )
     derive_ids = [user for user in wanted if user in users] + affected
     removed_ids = sorted(gone | stored.vanished)
-    before = load_snapshots(session, org_id, [*derive_ids, *removed_ids])
+    before = load_snapshots(session, org_id, [user for user in derive_ids if user not in fresh])
+    before.update(drop_snapshots(session, org_id, removed_ids))
     after = {
         user: derive_access(users[user].facts, context, outcome.after.standing(user))
         for user in derive_ids
@@ -115,10 +126,12 @@ def recompute(
     changes = diff_access(before, after, names)
     changes += removed_access(before, removed_ids, names)
     save_snapshots(session, org_id, before, after, now=moment)
-    drop_snapshots(session, org_id, removed_ids)
     save_seats(session, org_id, outcome.before, outcome.after, now=moment)
-    record_owner_events(session, org_id, outcome, cause, names)
-    record_access_changes(session, org_id, changes, after, cause)
+    written = Journal() if journal is None else journal
+    record_owner_events(session, org_id, outcome, cause, written, names)
+    record_access_changes(changes, after, cause, written)
+    if journal is None:
+        written.write(session, org_id)
     return Recomputed(tuple(changes), outcome)
 
 
@@ -179,6 +192,17 @@ def removed_access(
     return changes
 
 
+_SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
+_SEATS = cast(Table, OwnerSeat.__table__)
+_HOLDS = cast(Table, OwnerHold.__table__)
+_INSERT_SNAPSHOTS = insert(_SNAPSHOTS)
+_UPDATE_SNAPSHOTS = (
+    update(_SNAPSHOTS)
+    .where(_SNAPSHOTS.c.user_id == bindparam("snapshot_user_id"))
+    .values(access=bindparam("snapshot_access"), updated_at=bindparam("snapshot_updated_at"))
+)
+
+
 def save_snapshots(
     session: Session,
     org_id: int,
@@ -196,20 +220,39 @@ def save_snapshots(
         if previous is None:
             inserts.append({"user_id": user, "org_id": org_id, "access": data, "updated_at": now})
         elif previous.to_json() != data:
-            updates.append({"user_id": user, "access": data, "updated_at": now})
-    if updates:
-        session.execute(update(AccessSnapshot), updates)
-    if inserts:
-        session.execute(insert(AccessSnapshot), inserts)
-
-
-def drop_snapshots(session: Session, org_id: int, user_ids: Collection[str]) -> None:
-    if user_ids:
-        session.execute(
-            delete(AccessSnapshot).where(
-                AccessSnapshot.org_id == org_id, AccessSnapshot.user_id.in_(sorted(user_ids))
+            updates.append(
+                {"snapshot_user_id": user, "snapshot_access": data, "snapshot_updated_at": now}
             )
+    if updates:
+        session.execute(_UPDATE_SNAPSHOTS, updates)
+    if inserts:
+        session.execute(_INSERT_SNAPSHOTS, inserts)
+
+
+@functools.cache
+def _drop_snapshots(dialect: str) -> ReturningDelete[tuple[str, Any]]:
+    return (
+        delete(_SNAPSHOTS)
+        .where(
+            _SNAPSHOTS.c.org_id == bindparam("org_id"),
+            sql.in_bound_ids(dialect, _SNAPSHOTS.c.user_id, "ids"),
         )
+        .returning(_SNAPSHOTS.c.user_id, _SNAPSHOTS.c.access)
+    )
+
+
+def drop_snapshots(
+    session: Session, org_id: int, user_ids: Collection[str]
+) -> dict[str, DerivedAccess]:
+    """Delete the snapshots of ``user_ids``, returning them: what those users had."""
+    if not user_ids:
+        return {}
+    dialect = session.get_bind().dialect.name
+    rows = session.execute(
+        _drop_snapshots(dialect),
+        {"org_id": org_id, "ids": sql.bound_ids(dialect, sorted(user_ids))},
+    )
+    return {user_id: DerivedAccess.from_json(access) for user_id, access in rows}
 
 
 def save_seats(
@@ -224,9 +267,7 @@ def save_seats(
         number for number in old.keys() | new.keys() if old.get(number) != new.get(number)
     )
     if changed:
-        session.execute(
-            delete(OwnerSeat).where(OwnerSeat.org_id == org_id, OwnerSeat.seat.in_(changed))
-        )
+        session.execute(delete(_SEATS).where(_SEATS.c.org_id == org_id, _SEATS.c.seat.in_(changed)))
         rows = [
             {
                 "org_id": org_id,
@@ -239,13 +280,13 @@ def save_seats(
             if number in new
         ]
         if rows:
-            session.execute(insert(OwnerSeat), rows)
+            session.execute(insert(_SEATS), rows)
     if before.queue != after.queue:
         # Positions are renumbered from 1; the queue is short (would-be third Owners).
-        session.execute(delete(OwnerHold).where(OwnerHold.org_id == org_id))
+        session.execute(delete(_HOLDS).where(_HOLDS.c.org_id == org_id))
         if after.queue:
             session.execute(
-                insert(OwnerHold),
+                insert(_HOLDS),
                 [
                     {
                         "org_id": org_id,
@@ -269,6 +310,7 @@ def record_owner_events(
     org_id: int,
     outcome: OwnerOutcome,
     cause: Cause,
+    journal: Journal,
     names: Mapping[str, str] | None = None,
 ) -> None:
     """Audit and announce each step of the Owner seating (DESIGN.md rule 3)."""
@@ -277,21 +319,17 @@ def record_owner_events(
     known = dict(names or {})
     missing = {event.user_id for event in outcome.events if event.user_id} - known.keys()
     known.update(load_user_names(session, org_id, missing))
-    announcements = []
     for event in outcome.events:
         data = owner_event_json(event, outcome, known)
         action = owner_action(event.kind)
-        audit.record(
-            session,
-            org_id,
-            actor=cause.actor,
-            action=action,
-            target=f"user:{event.user_id}" if event.user_id else "org",
+        journal.audit(
+            cause,
+            action,
+            f"user:{event.user_id}" if event.user_id else "org",
             after=data,
             reason=f"{cause.reason}: {event.reason}",
         )
-        announcements.append(Announcement(action, event.user_id or f"org:{org_id}", data))
-    announce(session, org_id, announcements)
+        journal.announce(action, event.user_id or f"org:{org_id}", data)
 
 
 def owner_event_json(
@@ -315,36 +353,29 @@ def change_reason(cause: Cause, change: AccessChange) -> str:
 
 
 def record_access_changes(
-    session: Session,
-    org_id: int,
     changes: Iterable[UserChange],
     after: Mapping[str, DerivedAccess],
     cause: Cause,
+    journal: Journal,
 ) -> None:
     """An audit entry and an ``access.changed`` event per user whose effective access changed."""
-    announcements = []
     for item in changes:
         change = item.change
-        audit.record(
-            session,
-            org_id,
-            actor=cause.actor,
-            action=ACCESS_CHANGED,
-            target=f"user:{change.user_id}",
-            before=change.before,
-            after=change.after,
+        journal.audit(
+            cause,
+            ACCESS_CHANGED,
+            f"user:{change.user_id}",
+            change.before,
+            change.after,
             reason=change_reason(cause, change),
         )
-        announcements.append(
-            Announcement(
-                ACCESS_CHANGED,
-                change.user_id,
-                {
-                    "user_id": change.user_id,
-                    "userName": item.user_name,
-                    "changed": sorted(change.after),
-                    "access": effective(after.get(change.user_id)),
-                },
-            )
+        journal.announce(
+            ACCESS_CHANGED,
+            change.user_id,
+            {
+                "user_id": change.user_id,
+                "userName": item.user_name,
+                "changed": sorted(change.after),
+                "access": effective(after.get(change.user_id)),
+            },
         )
-    announce(session, org_id, announcements)

@@ -12,13 +12,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from connector import audit, events
+from connector import audit
 from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.changes import AccessChange
 from connector.access.mapping import group_ref_key
 from connector.db import utcnow
+from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
-from connector.provisioning.directory import OrgRules, find_user, load_rules
+from connector.provisioning.directory import OrgRules, find_user, forget_rules, load_rules
 from connector.provisioning.engine import recompute
 from connector.provisioning.locking import lock_org_for_write
 from connector.provisioning.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
@@ -50,28 +51,31 @@ def set_product_state(
     else:
         row.state = new_state.value
     session.flush()
+    forget_rules(session, org_id)
     cause = Cause(actor, f"product {product} set to {new_state.value}")
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="product.state_changed",
-        target=f"product:{product}",
-        before={"state": old_state.value},
-        after={"state": new_state.value},
-        reason=cause.reason,
+    journal = Journal()
+    journal.audit(
+        cause,
+        "product.state_changed",
+        f"product:{product}",
+        {"state": old_state.value},
+        {"state": new_state.value},
     )
-    events.emit(
-        session,
-        org_id,
+    journal.announce(
         "product.state_changed",
         product,
         {"product": product, "before": old_state.value, "after": new_state.value},
     )
     rules = load_rules(session, org_id)
     result = recompute(
-        session, org_id, users_granted(session, org_id, rules, product), cause=cause, rules=rules
+        session,
+        org_id,
+        users_granted(session, org_id, rules, product),
+        cause=cause,
+        rules=rules,
+        journal=journal,
     )
+    journal.write(session, org_id)
     session.flush()
     return [item.change for item in result.changes]
 

@@ -20,36 +20,45 @@ Owner seating here never races another writer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from scim2_models import InvalidValueException
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from connector import audit
 from connector.access.mapping import GroupRef, bind_rules, client_addresses
-from connector.provisioning.announce import Announcement, announce
+from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause, current_cause
 from connector.provisioning.directory import (
     attribute,
+    created_user,
     email_addresses,
+    forget_rules,
     is_active,
-    load_config,
     load_rules,
     scim_role_values,
 )
 from connector.provisioning.engine import recompute
 from connector.provisioning.tables import GroupBinding
-from connector.store.tables import GroupMember
+from connector.store.tables import GROUP_MEMBERS
 
 Document = dict[str, Any]
 
 AUDITED_IDS = 1000
 """Member ids one membership audit entry lists; a larger delta is cut there, and counted."""
 
+_INSERT_BINDINGS = insert(cast(Table, GroupBinding.__table__))
+_GROUP_MEMBER_IDS = select(GROUP_MEMBERS.c.user_id).where(
+    GROUP_MEMBERS.c.group_id == bindparam("group_id")
+)
+
 
 class AccessListener:
-    """Recomputes Hub access, audits and announces every directory change (DESIGN.md rules 1-12)."""
+    """Recomputes Hub access, audits and announces every directory change (DESIGN.md rules 1-12).
+
+    Each change's audit entries and events are collected in a
+    :class:`~connector.provisioning.announce.Journal` and appended together.
+    """
 
     def __init__(self) -> None:
         pass
@@ -63,7 +72,7 @@ class AccessListener:
         userName is refused on create and update. A deactivation is never
         refused (rule 4: a leaver event always takes effect).
         """
-        config = load_config(session, org_id)[0]
+        config = load_rules(session, org_id).config
         if not config.client_domains or not is_active(document):
             return
         found = client_addresses(config, email_addresses(document))
@@ -83,33 +92,16 @@ class AccessListener:
         before: Document | None,
         after: Document,
     ) -> None:
-        cause = current_cause(org_id)
-        if before is None:
-            _audit(session, org_id, cause, "user.created", f"user:{user_id}", None, _plain(after))
-            recompute(session, org_id, [user_id], cause=cause)
-            return
-        old, new = _changed_attributes(before, after)
-        if not old and not new:
-            return
-        _audit(session, org_id, cause, "user.replaced", f"user:{user_id}", old, new)
-        was_active, now_active = is_active(before), is_active(after)
-        relevant = was_active != now_active
-        if not relevant and scim_role_values(before) != scim_role_values(after):
-            relevant = load_config(session, org_id)[0].map_scim_roles
-        if relevant:
-            recompute(session, org_id, [user_id], cause=cause)
-        if was_active and not now_active:
-            _user_event(session, org_id, "user.deactivated", user_id, after)
-        elif now_active and not was_active:
-            _user_event(session, org_id, "user.reactivated", user_id, after)
+        journal = Journal()
+        _user_written(session, org_id, user_id, before, after, current_cause(org_id), journal)
+        journal.write(session, org_id)
 
     def user_deleted(
         self, session: Session, org_id: int, user_id: str, before: Document, group_ids: set[str]
     ) -> None:
         cause = current_cause(org_id)
-        _audit(
-            session,
-            org_id,
+        journal = Journal()
+        journal.audit(
             cause,
             "user.deleted",
             f"user:{user_id}",
@@ -118,8 +110,9 @@ class AccessListener:
         )
         user_name = attribute(before, "userName")
         deleted = {user_id: user_name if isinstance(user_name, str) else None}
-        recompute(session, org_id, [], cause=cause, deleted=deleted)
-        _user_event(session, org_id, "user.deleted", user_id, before)
+        recompute(session, org_id, [], cause=cause, deleted=deleted, journal=journal)
+        _user_event(journal, "user.deleted", user_id, before)
+        journal.write(session, org_id)
 
     # -- groups --------------------------------------------------------------------------
 
@@ -131,58 +124,16 @@ class AccessListener:
         before: Document | None,
         after: Document,
     ) -> None:
-        cause = current_cause(org_id)
-        if before is None:
-            _audit(
-                session, org_id, cause, "group.created", f"group:{group_id}", None, _plain(after)
-            )
-        else:
-            old, new = _changed_attributes(before, after)
-            if not old and not new:
-                return
-            _audit(session, org_id, cause, "group.replaced", f"group:{group_id}", old, new)
-        rules = load_rules(session, org_id)
-        if not rules.config.group_keys:
-            return
-        name = attribute(after, "displayName")
-        external_id = attribute(after, "externalId")
-        ref = GroupRef(
-            group_id,
-            external_id if isinstance(external_id, str) else None,
-            name if isinstance(name, str) else "",
-        )
-        bindings = bind_rules(rules.config, [ref], rules.context.bindings)
-        if not bindings.newly_bound:
-            return
-        session.execute(
-            insert(GroupBinding),
-            [
-                {"org_id": org_id, "ref_key": key, "group_id": bound}
-                for key, bound in sorted(bindings.newly_bound.items())
-            ],
-        )
-        for key in sorted(bindings.newly_bound):
-            _audit(
-                session,
-                org_id,
-                cause,
-                "mapping.rule_bound",
-                f"group:{group_id}",
-                None,
-                {"group_ref": key, "group_id": group_id, "displayName": ref.display_name},
-            )
-        members = session.scalars(
-            select(GroupMember.user_id).where(GroupMember.group_id == group_id)
-        )
-        recompute(session, org_id, list(members), cause=cause)
+        journal = Journal()
+        _group_written(session, org_id, group_id, before, after, current_cause(org_id), journal)
+        journal.write(session, org_id)
 
     def group_deleted(
         self, session: Session, org_id: int, group_id: str, before: Document, member_ids: set[str]
     ) -> None:
         cause = current_cause(org_id)
-        _audit(
-            session,
-            org_id,
+        journal = Journal()
+        journal.audit(
             cause,
             "group.deleted",
             f"group:{group_id}",
@@ -191,16 +142,17 @@ class AccessListener:
         )
         # The rule bindings went with the group (foreign key); its members
         # lose what the group gave them.
+        forget_rules(session, org_id)
         if member_ids:
-            recompute(session, org_id, sorted(member_ids), cause=cause)
+            recompute(session, org_id, sorted(member_ids), cause=cause, journal=journal)
+        journal.write(session, org_id)
 
     def members_changed(
         self, session: Session, org_id: int, group_id: str, added: set[str], removed: set[str]
     ) -> None:
         cause = current_cause(org_id)
-        _audit(
-            session,
-            org_id,
+        journal = Journal()
+        journal.audit(
             cause,
             "group.members_changed",
             f"group:{group_id}",
@@ -209,7 +161,95 @@ class AccessListener:
         )
         rules = load_rules(session, org_id)
         if group_id in rules.bound_group_ids:
-            recompute(session, org_id, sorted(added | removed), cause=cause, rules=rules)
+            recompute(
+                session,
+                org_id,
+                sorted(added | removed),
+                cause=cause,
+                rules=rules,
+                journal=journal,
+            )
+        journal.write(session, org_id)
+
+
+def _user_written(
+    session: Session,
+    org_id: int,
+    user_id: str,
+    before: Document | None,
+    after: Document,
+    cause: Cause,
+    journal: Journal,
+) -> None:
+    if before is None:
+        journal.audit(cause, "user.created", f"user:{user_id}", None, _plain(after))
+        rules = load_rules(session, org_id)
+        created = created_user(user_id, after, rules)
+        recompute(session, org_id, [], cause=cause, rules=rules, created=[created], journal=journal)
+        return
+    old, new = _changed_attributes(before, after)
+    if not old and not new:
+        return
+    journal.audit(cause, "user.replaced", f"user:{user_id}", old, new)
+    was_active, now_active = is_active(before), is_active(after)
+    relevant = was_active != now_active
+    if not relevant and scim_role_values(before) != scim_role_values(after):
+        relevant = load_rules(session, org_id).config.map_scim_roles
+    if relevant:
+        recompute(session, org_id, [user_id], cause=cause, journal=journal)
+    if was_active and not now_active:
+        _user_event(journal, "user.deactivated", user_id, after)
+    elif now_active and not was_active:
+        _user_event(journal, "user.reactivated", user_id, after)
+
+
+def _group_written(
+    session: Session,
+    org_id: int,
+    group_id: str,
+    before: Document | None,
+    after: Document,
+    cause: Cause,
+    journal: Journal,
+) -> None:
+    if before is None:
+        journal.audit(cause, "group.created", f"group:{group_id}", None, _plain(after))
+    else:
+        old, new = _changed_attributes(before, after)
+        if not old and not new:
+            return
+        journal.audit(cause, "group.replaced", f"group:{group_id}", old, new)
+    rules = load_rules(session, org_id)
+    if not rules.config.group_keys:
+        return
+    name = attribute(after, "displayName")
+    external_id = attribute(after, "externalId")
+    ref = GroupRef(
+        group_id,
+        external_id if isinstance(external_id, str) else None,
+        name if isinstance(name, str) else "",
+    )
+    bindings = bind_rules(rules.config, [ref], rules.context.bindings)
+    if not bindings.newly_bound:
+        return
+    session.execute(
+        _INSERT_BINDINGS,
+        [
+            {"org_id": org_id, "ref_key": key, "group_id": bound}
+            for key, bound in sorted(bindings.newly_bound.items())
+        ],
+    )
+    forget_rules(session, org_id)
+    for key in sorted(bindings.newly_bound):
+        journal.audit(
+            cause,
+            "mapping.rule_bound",
+            f"group:{group_id}",
+            None,
+            {"group_ref": key, "group_id": group_id, "displayName": ref.display_name},
+        )
+    members = session.scalars(_GROUP_MEMBER_IDS, {"group_id": group_id})
+    recompute(session, org_id, list(members), cause=cause, journal=journal)
 
 
 def _plain(document: Document) -> Document:
@@ -235,28 +275,7 @@ def _listed(name: str, ids: set[str]) -> dict[str, Any]:
     return data
 
 
-def _audit(
-    session: Session,
-    org_id: int,
-    cause: Cause,
-    action: str,
-    target: str,
-    before: Any,
-    after: Any,
-) -> None:
-    audit.record(
-        session,
-        org_id,
-        actor=cause.actor,
-        action=action,
-        target=target,
-        before=before,
-        after=after,
-        reason=cause.reason,
-    )
-
-
-def _user_event(session: Session, org_id: int, kind: str, user_id: str, document: Document) -> None:
+def _user_event(journal: Journal, kind: str, user_id: str, document: Document) -> None:
     """``user.deactivated`` and ``user.deleted`` end the user's sessions (DESIGN.md rule 8)."""
     user_name = attribute(document, "userName")
     payload = {
@@ -264,4 +283,4 @@ def _user_event(session: Session, org_id: int, kind: str, user_id: str, document
         "userName": user_name if isinstance(user_name, str) else None,
         "end_sessions": kind != "user.reactivated",
     }
-    announce(session, org_id, [Announcement(kind, user_id, payload)])
+    journal.announce(kind, user_id, payload)

@@ -31,9 +31,11 @@ from connector.access.mapping import (
 )
 from connector.access.owners import OwnerEventKind, OwnerOutcome, seat_owners
 from connector.db import utcnow
+from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import (
     OrgRules,
+    forget_rules,
     iter_user_batches,
     load_rules,
     load_seats,
@@ -212,11 +214,12 @@ def apply_mapping(
     outcome = seat_owners(stored.seats, qualifying, leavers, now=now)
     names = load_user_names(session, org_id, {e.user_id for e in outcome.events if e.user_id})
 
+    journal = Journal()
     if not dry_run:
         _store_mapping(session, org_id, source, actor, old, bindings, config, cause)
         save_seats(session, org_id, outcome.before, outcome.after, now=now)
         drop_snapshots(session, org_id, stored.vanished)
-        record_owner_events(session, org_id, outcome, cause, names)
+        record_owner_events(session, org_id, outcome, cause, journal, names)
 
     # Pass 2: everyone's access under the new rules, against the snapshots.
     changes: list[UserChange] = []
@@ -233,8 +236,10 @@ def apply_mapping(
         changes.extend(found)
         if not dry_run:
             save_snapshots(session, org_id, before, after, now=now)
-            record_access_changes(session, org_id, found, after, cause)
+            record_access_changes(found, after, cause, journal)
+            journal.write(session, org_id)
     if not dry_run:
+        journal.write(session, org_id)
         session.flush()
     return MappingPreview(
         org_id=org_id,
@@ -278,6 +283,7 @@ def _store_mapping(
     config: MappingConfig,
     cause: Cause,
 ) -> None:
+    forget_rules(session, org_id)
     document = session.get(MappingDocument, org_id)
     if document is None:
         session.add(

@@ -1,0 +1,330 @@
+"""What one SCIM write's transaction reads once and appends together (issue 2).
+
+The organization's rules are read once per transaction and forgotten by
+every writer of the mapping, a binding or a product state, even within the
+same transaction; a savepoint that rolls back takes what was read inside it
+along. A user create or delete costs the access engine a fixed handful of
+statements, the audit entries and events of a change are appended in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session
+
+from connector import audit
+from connector.access.mapping import parse_mapping
+from connector.audit import iter_entries
+from connector.events import Announcement, Event, EventDelivery, add_endpoint, write_events
+from connector.models import Organization
+from connector.provisioning import service
+from connector.provisioning.directory import (
+    OrgRules,
+    created_user,
+    load_rules,
+    load_snapshots,
+    load_users,
+    with_bindings,
+)
+from connector.provisioning.memo import forget, recall, remember
+from connector.store import SqlBackend
+from scim.backend import MemberChanges, ResourceKind
+from tests.fixtures_app import ScimClient
+from tests.test_provisioning_support import GROUP_SCHEMA, USER_SCHEMA, Idp
+
+SERVICE_DESK = """\
+[[rules]]
+group = "Service Desk"
+role = "admin"
+"""
+
+ENGINE_TABLES = (
+    "mapping_documents",
+    "group_bindings",
+    "product_states",
+    "manual_grants",
+    "owner_seats",
+    "owner_holds",
+    "access_snapshots",
+    "audit_log",
+    "event_endpoints",
+    "events",
+    "event_deliveries",
+)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(" ".join(str(args[2]).split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def of_the_engine(seen: list[str]) -> list[str]:
+    """The statements that touch a table of the access engine, audit or events."""
+    return [
+        statement
+        for statement in seen
+        if any(f" {table} " in f" {statement} " for table in ENGINE_TABLES)
+    ]
+
+
+def hub_backend(session: Session, org_id: int) -> SqlBackend:
+    return SqlBackend(session, org_id, service.AccessListener())
+
+
+def user(user_name: str, **attributes: Any) -> dict[str, Any]:
+    return {"schemas": [USER_SCHEMA], "userName": user_name, **attributes}
+
+
+def group(display_name: str) -> dict[str, Any]:
+    return {"schemas": [GROUP_SCHEMA], "displayName": display_name}
+
+
+def joining(*user_ids: str) -> MemberChanges:
+    return MemberChanges(add=frozenset(user_ids))
+
+
+def role(session: Session, org_id: int, user_id: str) -> str | None:
+    found = load_snapshots(session, org_id, [user_id])[user_id].role
+    return None if found is None else found.value
+
+
+# -- the memo ----------------------------------------------------------------------------
+
+
+def test_a_remembered_value_lasts_until_the_transaction_ends(session: Session) -> None:
+    session.execute(select(1))
+    remember(session, "key", "value")
+    assert recall(session, "key") == "value"
+    session.commit()
+    assert recall(session, "key") is None
+
+    session.execute(select(1))
+    remember(session, "key", "value")
+    session.rollback()
+    assert recall(session, "key") is None
+
+
+def test_a_savepoint_sees_the_enclosing_value_and_takes_its_own_along(session: Session) -> None:
+    session.execute(select(1))
+    remember(session, "outer", 1)
+    with session.begin_nested() as savepoint:
+        assert recall(session, "outer") == 1
+        remember(session, "inner", 2)
+        assert recall(session, "inner") == 2
+        savepoint.rollback()
+    assert recall(session, "inner") is None
+    with session.begin_nested():
+        remember(session, "inner", 3)
+    # Released: its value was read among rows a later rollback could still undo.
+    assert recall(session, "inner") is None
+    assert recall(session, "outer") == 1
+    forget(session, "outer")
+    assert recall(session, "outer") is None
+
+
+# -- the rules, read once ------------------------------------------------------------------
+
+
+def test_the_rules_are_read_once_per_transaction(
+    session: Session, engine: Engine, org_id: int
+) -> None:
+    with statements(engine) as seen:
+        first = load_rules(session, org_id)
+        second = load_rules(session, org_id)
+        session.commit()
+        load_rules(session, org_id)
+    assert first is second
+    assert sum("mapping_documents" in statement for statement in seen) == 2
+
+
+def test_a_mapping_applied_in_the_same_transaction_is_what_the_next_write_derives_with(
+    session: Session, org_id: int
+) -> None:
+    backend = hub_backend(session, org_id)
+    before = backend.create(ResourceKind.USER, user("ada@msp.example")).id
+    assert role(session, org_id, before) == "member"
+
+    service.apply_mapping(
+        session, org_id, 'default_role = "viewer"\n', actor="cli:it", dry_run=False
+    )
+    after = backend.create(ResourceKind.USER, user("grace@msp.example")).id
+
+    assert role(session, org_id, after) == "viewer"
+    assert load_rules(session, org_id).source == 'default_role = "viewer"\n'
+
+
+def test_a_product_enabled_in_the_same_transaction_counts_at_once(
+    session: Session, org_id: int
+) -> None:
+    mapping = SERVICE_DESK + '\n[[rules]]\ngroup = "Service Desk"\nproduct = "psa"\n'
+    service.apply_mapping(session, org_id, mapping, actor="cli:it", dry_run=False)
+    backend = hub_backend(session, org_id)
+    ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
+    desk = backend.create(ResourceKind.GROUP, group("Service Desk")).id
+    assert "psa" not in load_rules(session, org_id).context.product_states
+
+    service.set_product_state(session, org_id, "psa", "active", actor="cli:it")
+    backend.replace(ResourceKind.GROUP, desk, group("Service Desk"), joining(ada))
+
+    products = load_snapshots(session, org_id, [ada])[ada].products
+    assert "psa" in products
+
+
+def test_a_group_pushed_in_the_same_transaction_binds_before_its_members_count(
+    session: Session, org_id: int
+) -> None:
+    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    session.commit()
+    backend = hub_backend(session, org_id)
+    ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
+    assert load_rules(session, org_id).bound_group_ids == frozenset()
+
+    desk = backend.create(ResourceKind.GROUP, group("Service Desk"), joining(ada)).id
+
+    assert load_rules(session, org_id).bound_group_ids == {desk}
+    assert role(session, org_id, ada) == "admin"
+
+
+def test_a_group_deleted_and_pushed_again_in_one_transaction_binds_the_new_group(
+    session: Session, org_id: int
+) -> None:
+    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    backend = hub_backend(session, org_id)
+    ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
+    old = backend.create(ResourceKind.GROUP, group("Service Desk"), joining(ada)).id
+    session.commit()
+    assert role(session, org_id, ada) == "admin"
+    assert load_rules(session, org_id).bound_group_ids == {old}
+
+    backend.delete(ResourceKind.GROUP, old)
+    assert role(session, org_id, ada) == "member"
+    new = backend.create(ResourceKind.GROUP, group("Service Desk"), joining(ada)).id
+
+    assert load_rules(session, org_id).bound_group_ids == {new}
+    assert role(session, org_id, ada) == "admin"
+
+
+def test_a_binding_rolled_back_with_its_savepoint_is_not_remembered(
+    session: Session, org_id: int
+) -> None:
+    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    session.commit()
+    backend = hub_backend(session, org_id)
+    load_rules(session, org_id)
+    with session.begin_nested() as savepoint:
+        backend.create(ResourceKind.GROUP, group("Service Desk"))
+        assert load_rules(session, org_id).bound_group_ids
+        savepoint.rollback()
+
+    assert load_rules(session, org_id).bound_group_ids == frozenset()
+
+
+# -- what a write costs ----------------------------------------------------------------------
+
+
+def test_a_user_create_and_delete_cost_the_engine_six_statements(
+    scim: ScimClient, engine: Engine, org_id: int
+) -> None:
+    idp = Idp(scim)
+    idp.user("warm-up@msp.example")
+
+    with statements(engine) as created:
+        ada = idp.user("ada@msp.example")
+    with statements(engine) as deleted:
+        idp.delete_user(ada)
+
+    # The rules, the seats, the snapshot, the audit entries, the events and
+    # their deliveries: one statement each, whatever the change appends.
+    assert len(of_the_engine(created)) == 6, of_the_engine(created)
+    assert len(of_the_engine(deleted)) == 6, of_the_engine(deleted)
+    assert sum("mapping_documents" in statement for statement in created) == 1
+
+
+def test_a_created_user_is_derived_as_if_read_back(session: Session, org_id: int) -> None:
+    rules = OrgRules(
+        with_bindings(parse_mapping("map_scim_roles = true\n"), {}, {}), "map_scim_roles = true"
+    )
+    stored = SqlBackend(session, org_id).create(
+        ResourceKind.USER,
+        user("Ada@MSP.example", active=False, roles=[{"value": "HubAdmin"}, {"value": " "}]),
+    )
+
+    read = load_users(session, org_id, [stored.id], rules)[stored.id]
+    assert created_user(stored.id, stored.document, rules) == read
+    assert read.facts.scim_roles == {"HubAdmin"}
+
+
+# -- appending ---------------------------------------------------------------------------------
+
+
+def test_audit_entries_are_appended_in_order(session: Session, org_id: int) -> None:
+    entries = [audit.Entry("cli:it", f"test.step{n}", "org", None, {"n": n}) for n in range(3)]
+    audit.record_all(session, org_id, entries)
+    audit.record_all(session, org_id, [])
+
+    found = [entry for entry in iter_entries(session, org_id) if entry.action.startswith("test.")]
+    assert [entry.action for entry in found] == ["test.step0", "test.step1", "test.step2"]
+    assert [entry.after for entry in found] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert found[0].before is None
+
+
+def test_events_get_one_delivery_per_endpoint_registered_even_in_the_same_transaction(
+    session: Session, org_id: int, engine: Engine
+) -> None:
+    other = Organization(name=f"other-{org_id}")
+    session.add(other)
+    session.flush()
+    add_endpoint(session, other.id, "https://elsewhere.example/hooks")
+    write_events(session, org_id, [Announcement("test.none", "x", {})])
+    first, _ = add_endpoint(session, org_id, "https://psa.example/hooks")
+    second, _ = add_endpoint(session, org_id, "https://crm.example/hooks")
+
+    with statements(engine) as seen:
+        write_events(
+            session, org_id, [Announcement("test.one", "a", {}), Announcement("test.two", "b", {})]
+        )
+
+    assert len(seen) == 2
+    deliveries = session.execute(
+        select(EventDelivery.endpoint_id, func.count()).group_by(EventDelivery.endpoint_id)
+    ).all()
+    assert dict(deliveries) == {first: 2, second: 2}
+
+
+@pytest.mark.parametrize("endpoints", [0, 1])
+def test_a_leavers_events_and_audit_entries_keep_their_order(
+    session: Session, org_id: int, endpoints: int
+) -> None:
+    if endpoints:
+        add_endpoint(session, org_id, "https://psa.example/hooks")
+    backend = hub_backend(session, org_id)
+    ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
+
+    backend.delete(ResourceKind.USER, ada)
+
+    actions = [entry.action for entry in iter_entries(session, org_id)]
+    assert actions == ["user.created", "access.changed", "user.deleted", "access.changed"]
+    events = session.execute(
+        select(Event.id, Event.type).where(Event.org_id == org_id).order_by(Event.id)
+    ).all()
+    assert [kind for _, kind in events] == ["access.changed", "access.changed", "user.deleted"]
+    deliveries = session.scalar(
+        select(func.count())
+        .select_from(EventDelivery)
+        .where(EventDelivery.event_id.in_([event_id for event_id, _ in events]))
+    )
+    assert deliveries == endpoints * len(events)
