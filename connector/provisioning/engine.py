@@ -72,7 +72,11 @@ class UserChange:
 
 @dataclass(frozen=True)
 class Recomputed:
-    """What one recomputation did: the access changes and the Owner seating."""
+    """What one recomputation did: the access changes and the Owner seating.
+
+    When only new users who cannot be Owners were derived, the seats were not
+    read and ``owners`` shows none, unchanged.
+    """
 
     changes: tuple[UserChange, ...]
     owners: OwnerOutcome
@@ -105,8 +109,14 @@ def recompute(
     context = rules.context
     gone = frozenset(deleted or {})
     fresh = {user.facts.user_id: user for user in created}
-    stored = load_seats(session, org_id)
-    wanted = list(dict.fromkeys(user for user in [*user_ids, *fresh] if user not in gone))
+    existing = list(user_ids)
+    if not existing and not gone and not _may_be_owners(fresh.values(), context):
+        # Only new users who cannot be Owners: no seat or queue place can move
+        # (the holders' facts did not change), and their standing is NONE.
+        stored = StoredSeats(OwnerSeats(), frozenset())
+    else:
+        stored = load_seats(session, org_id)
+    wanted = list(dict.fromkeys(user for user in [*existing, *fresh] if user not in gone))
     unread = {*wanted, *stored.known} - gone - stored.vanished - fresh.keys()
     users = {**load_users(session, org_id, unread, rules), **fresh}
     outcome = seat(stored, users, wanted, context, left=gone, now=moment)
@@ -133,6 +143,10 @@ def recompute(
     if journal is None:
         written.write(session, org_id)
     return Recomputed(tuple(changes), outcome)
+
+
+def _may_be_owners(users: Iterable[DirectoryUser], context: AccessContext) -> bool:
+    return any(qualifies_as_owner(user.facts, context) for user in users)
 
 
 def seat(
