@@ -9,8 +9,9 @@ Callers use :mod:`.service`; the modules behind it:
 - :mod:`.locking`: the organization's write lock, taken before any directory write.
 - :mod:`.context`: who and which request caused a change, for the audit trail.
 - :mod:`.directory`: batched reads of what derivation needs.
+- :mod:`.memo`: what a transaction already read (the org's rules), until it ends.
 - :mod:`.engine`: recompute k users, seat Owners, store, audit, announce.
-- :mod:`.announce`: a change's product events, written together.
+- :mod:`.journal`: a change's snapshots, audit entries and events, written together.
 - :mod:`.listener`: :class:`~.listener.AccessListener`, the store's directory listener.
 - :mod:`.mappings`, :mod:`.grants`, :mod:`.reads`, :mod:`.health`: what IT and products call.
 """

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningDelete
 
@@ -37,7 +37,6 @@ from connector.access.owners import (
     seat_owners,
 )
 from connector.db import utcnow
-from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import (
     DirectoryUser,
@@ -49,6 +48,7 @@ from connector.provisioning.directory import (
     load_user_names,
     load_users,
 )
+from connector.provisioning.journal import Journal
 from connector.provisioning.tables import AccessSnapshot, OwnerHold, OwnerSeat
 from connector.store import dialect as sql
 
@@ -100,7 +100,7 @@ def recompute(
     their seat or queue place is freed and their snapshot dropped.
     ``created``: users just added to the directory
     (:func:`~connector.provisioning.directory.created_user`), derived without
-    reading anything of theirs. The audit entries and events go to
+    reading anything of theirs. The snapshots, audit entries and events go to
     ``journal`` when given (the caller writes it), else are written here.
     Costs a fixed number of queries plus O(len(user_ids) + Owner queue) rows.
     """
@@ -135,9 +135,9 @@ def recompute(
     names.update({user: name for user, name in (deleted or {}).items() if name is not None})
     changes = diff_access(before, after, names)
     changes += removed_access(before, removed_ids, names)
-    save_snapshots(session, org_id, before, after, now=moment)
     save_seats(session, org_id, outcome.before, outcome.after, now=moment)
     written = Journal() if journal is None else journal
+    save_snapshots(written, before, after)
     record_owner_events(session, org_id, outcome, cause, written, names)
     record_access_changes(changes, after, cause, written)
     if journal is None:
@@ -209,38 +209,19 @@ def removed_access(
 _SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
 _SEATS = cast(Table, OwnerSeat.__table__)
 _HOLDS = cast(Table, OwnerHold.__table__)
-_INSERT_SNAPSHOTS = insert(_SNAPSHOTS)
-_UPDATE_SNAPSHOTS = (
-    update(_SNAPSHOTS)
-    .where(_SNAPSHOTS.c.user_id == bindparam("snapshot_user_id"))
-    .values(access=bindparam("snapshot_access"), updated_at=bindparam("snapshot_updated_at"))
-)
 
 
 def save_snapshots(
-    session: Session,
-    org_id: int,
-    before: Mapping[str, DerivedAccess],
-    after: Mapping[str, DerivedAccess],
-    *,
-    now: datetime,
+    journal: Journal, before: Mapping[str, DerivedAccess], after: Mapping[str, DerivedAccess]
 ) -> None:
-    """Store each derived access that differs from its snapshot: one statement per kind."""
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
+    """Store each derived access that differs from its snapshot, with the journal."""
     for user, access in after.items():
         data = access.to_json()
         previous = before.get(user)
         if previous is None:
-            inserts.append({"user_id": user, "org_id": org_id, "access": data, "updated_at": now})
+            journal.snapshot(user, data, new=True)
         elif previous.to_json() != data:
-            updates.append(
-                {"snapshot_user_id": user, "snapshot_access": data, "snapshot_updated_at": now}
-            )
-    if updates:
-        session.execute(_UPDATE_SNAPSHOTS, updates)
-    if inserts:
-        session.execute(_INSERT_SNAPSHOTS, inserts)
+            journal.snapshot(user, data, new=False)
 
 
 @functools.cache

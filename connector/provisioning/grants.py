@@ -17,10 +17,10 @@ from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.changes import AccessChange
 from connector.access.mapping import group_ref_key
 from connector.db import utcnow
-from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import OrgRules, find_user, forget_rules, load_rules
 from connector.provisioning.engine import recompute
+from connector.provisioning.journal import Journal
 from connector.provisioning.locking import lock_org_for_write
 from connector.provisioning.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
 from connector.store import dialect as sql

@@ -27,7 +27,6 @@ from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from connector.access.mapping import GroupRef, bind_rules, client_addresses
-from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause, current_cause
 from connector.provisioning.directory import (
     attribute,
@@ -39,6 +38,7 @@ from connector.provisioning.directory import (
     scim_role_values,
 )
 from connector.provisioning.engine import recompute
+from connector.provisioning.journal import Journal
 from connector.provisioning.tables import GroupBinding
 from connector.store.tables import GROUP_MEMBERS
 
@@ -57,7 +57,7 @@ class AccessListener:
     """Recomputes Hub access, audits and announces every directory change (DESIGN.md rules 1-12).
 
     Each change's audit entries and events are collected in a
-    :class:`~connector.provisioning.announce.Journal` and appended together.
+    :class:`~connector.provisioning.journal.Journal` and appended together.
     """
 
     def __init__(self) -> None:

@@ -31,7 +31,6 @@ from connector.access.mapping import (
 )
 from connector.access.owners import OwnerEventKind, OwnerOutcome, seat_owners
 from connector.db import utcnow
-from connector.provisioning.announce import Journal
 from connector.provisioning.context import Cause
 from connector.provisioning.directory import (
     OrgRules,
@@ -53,6 +52,7 @@ from connector.provisioning.engine import (
     save_seats,
     save_snapshots,
 )
+from connector.provisioning.journal import Journal
 from connector.provisioning.locking import lock_org_for_write
 from connector.provisioning.tables import GroupBinding, MappingDocument
 from connector.store import dialect as sql
@@ -235,7 +235,7 @@ def apply_mapping(
         found = diff_access(before, after, {user_id: users[user_id].user_name for user_id in batch})
         changes.extend(found)
         if not dry_run:
-            save_snapshots(session, org_id, before, after, now=now)
+            save_snapshots(journal, before, after)
             record_access_changes(found, after, cause, journal)
             journal.write(session, org_id)
     if not dry_run:
