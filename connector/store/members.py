@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connector.store import dialect as sql
 from connector.store.indexing import KEY_LENGTH, check_storable, storable
-from connector.store.tables import GroupMember, ScimResource
+from connector.store.tables import GROUP_MEMBERS, RESOURCES
 from scim.backend import MemberChanges, ResourceKind
 
 _NAMED_IN_ERROR = 5
@@ -47,8 +47,8 @@ def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> N
     # By primary key alone, tenant and kind checked on the k rows found: a
     # tenant-wide index never looks cheaper to a planner short of statistics.
     rows = session.execute(
-        select(ScimResource.id, ScimResource.org_id, ScimResource.kind)
-        .where(sql.in_ids(dialect, ScimResource.id, wanted))
+        select(RESOURCES.c.id, RESOURCES.c.org_id, RESOURCES.c.kind)
+        .where(sql.in_ids(dialect, RESOURCES.c.id, wanted))
         .with_for_update(read=True, key_share=True)
     )
     found = {
@@ -86,7 +86,7 @@ def apply_member_changes(
     neither. A label change alone is in neither either: it changes no access.
     """
     dialect = session.get_bind().dialect.name
-    member = GroupMember
+    member = GROUP_MEMBERS.c
     of_group = member.group_id == group_id
     removed: set[str] = set()
     if changes.replace is not None:
@@ -120,10 +120,10 @@ def apply_member_changes(
 
 def relabel_statement(dialect: str, group_id: str, labels: Mapping[str, str | None]) -> Update:
     """UPDATE the named members' stored labels, only where they differ: O(k) rows."""
-    member = GroupMember
+    member = GROUP_MEMBERS.c
     wanted = sql.labelled_id_table(dialect, labels)
     return (
-        update(member)
+        update(GROUP_MEMBERS)
         .where(
             member.group_id == group_id,
             sql.in_ids(dialect, member.user_id, labels),
@@ -131,13 +131,11 @@ def relabel_statement(dialect: str, group_id: str, labels: Mapping[str, str | No
             member.display.is_distinct_from(wanted.c.label),
         )
         .values(display=wanted.c.label)
-        # No ORM objects of these rows live in the session: nothing to refresh.
-        .execution_options(synchronize_session=False)
     )
 
 
 def _deleted(session: Session, *conditions: ColumnElement[bool]) -> set[str]:
-    statement = delete(GroupMember).where(*conditions).returning(GroupMember.user_id)
+    statement = delete(GROUP_MEMBERS).where(*conditions).returning(GROUP_MEMBERS.c.user_id)
     return set(session.scalars(statement))
 
 
@@ -149,13 +147,13 @@ def _inserted(
     labels: Mapping[str, str | None],
 ) -> set[str]:
     """Insert the pairs not stored yet, labelled, as one INSERT ... SELECT ... WHERE NOT EXISTS."""
-    member = GroupMember
+    member = GROUP_MEMBERS.c
     wanted = sql.labelled_id_table(dialect, labels)
     missing = select(literal(group_id), wanted.c.id, literal(org_id), wanted.c.label).where(
         ~exists().where(member.group_id == group_id, member.user_id == wanted.c.id)
     )
     statement = (
-        insert(member)
+        insert(GROUP_MEMBERS)
         .from_select(["group_id", "user_id", "org_id", "display"], missing)
         .returning(member.user_id)
     )
