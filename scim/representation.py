@@ -81,14 +81,22 @@ def response_document(kind: ResourceKind, stored: Stored, base_url: str) -> Docu
     """A stored document with what the protocol layer adds: ``id``, ``meta.location`` and
     ``meta.version`` (RFC 7643 section 3.1), and ``$ref`` on members and groups.
     """
-    document = dict(stored.document)
-    meta = dict(document.get("meta") or {})
+    stored_document = stored.document
+    meta = dict(stored_document.get("meta") or {})
     meta["resourceType"] = kind.value
     meta["location"] = resource_location(base_url, kind, stored.id)
     if stored.version:
         meta["version"] = weak_etag(stored.version)
-    document["meta"] = meta
+    # The common attributes first, as RFC 7643's examples and scim2-models' dumps show them.
+    document: Document = {}
+    if "schemas" in stored_document:
+        document["schemas"] = stored_document["schemas"]
     document["id"] = stored.id
+    if "externalId" in stored_document:
+        document["externalId"] = stored_document["externalId"]
+    document["meta"] = meta
+    for key, value in stored_document.items():
+        document.setdefault(key, value)
     for attribute, target in (("members", ResourceKind.USER), ("groups", ResourceKind.GROUP)):
         if isinstance(document.get(attribute), list):
             document[attribute] = [
