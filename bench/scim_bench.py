@@ -645,7 +645,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def hub_scim_command(explicit: str | None) -> list[str]:
-    """``hub-scim`` as installed next to this Python, else ``python -m connector.cli``."""
+    """``hub-scim`` as installed next to this Python, else ``python -m connector.cli.main``."""
     if explicit:
         return explicit.split()
     beside = Path(sys.executable).parent / "hub-scim"
@@ -654,7 +654,7 @@ def hub_scim_command(explicit: str | None) -> list[str]:
     found = shutil.which("hub-scim")
     if found:
         return [found]
-    return [sys.executable, "-m", "connector.cli"]
+    return [sys.executable, "-m", "connector.cli.main"]
 
 
 @dataclass

@@ -3,7 +3,7 @@
     gunicorn -c deploy/gunicorn.conf.py
 
 These are the settings ``hub-scim serve`` runs with (both come from
-``connector.server.gunicorn_options``), so the two ways of starting the
+``connector.web.server.gunicorn_options``), so the two ways of starting the
 service behave the same. Values follow the ``HUB_SCIM_*`` environment
 variables (``HUB_SCIM_HOST``, ``HUB_SCIM_PORT``, ``HUB_SCIM_WORKERS``,
 ``HUB_SCIM_THREADS``, ``HUB_SCIM_REQUEST_TIMEOUT_SECONDS``, ...). To change
@@ -13,12 +13,12 @@ Unlike ``hub-scim serve``, this does not migrate the database: run
 ``hub-scim db upgrade`` once before starting (deploy/README.md).
 """
 
-from connector.server import gunicorn_options
 from connector.settings import load_settings
+from connector.web.server import gunicorn_options
 
 _options = gunicorn_options(load_settings())
 
-wsgi_app = "connector.wsgi:app"
+wsgi_app = "connector.web.wsgi:app"
 
 bind = _options["bind"]
 workers = _options["workers"]  # processes; each has its own connection pool

@@ -22,11 +22,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
-from connector.app import SCIM_PREFIX, hub_scim
-from connector.app import create_app as _create_app
-from connector.auth import Scope, create_credential
-from connector.db import make_session_factory
-from connector.organizations import create_organization
+from connector.db.engine import make_session_factory
+from connector.tenancy.credentials import Scope, create_credential
+from connector.tenancy.organizations import create_organization
+from connector.web.app import SCIM_PREFIX, hub_scim
+from connector.web.app import create_app as _create_app
 
 SCIM_CONTENT_TYPE = "application/scim+json"
 

@@ -25,10 +25,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from connector.db import make_engine, make_session_factory
-from connector.models import Organization
-from connector.schema import metadata
-from connector.store.planner import seed_sqlite_planner_statistics
+from connector.db.engine import make_engine, make_session_factory
+from connector.db.planner import seed_sqlite_planner_statistics
+from connector.db.schema import metadata
+from connector.tenancy.tables import Organization
 
 POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _CREATION_LOCK = 727_274_001  # pg_advisory_lock key: one creator of test databases at a time

@@ -15,11 +15,11 @@ from flask.testing import FlaskClient
 from gunicorn.config import Config as GunicornConfig
 from sqlalchemy.pool import NullPool
 
-from connector.app import EXTENSION, create_app, hub_scim, request_session, scim_settings
-from connector.db import make_engine
-from connector.ratelimit import RateLimiter
-from connector.server import HubScimServer, gunicorn_options
+from connector.db.engine import make_engine
 from connector.settings import load_settings
+from connector.tenancy.ratelimit import RateLimiter
+from connector.web.app import EXTENSION, create_app, hub_scim, request_session, scim_settings
+from connector.web.server import HubScimServer, gunicorn_options
 from tests.fixtures_app import ScimClient
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -175,9 +175,9 @@ def test_the_wsgi_module_builds_the_one_app_from_the_environment(
     monkeypatch.setenv("HUB_SCIM_DATABASE_URL", f"sqlite:///{tmp_path / 'wsgi.db'}")
     monkeypatch.setenv("HUB_SCIM_MAX_PAYLOAD_BYTES", "4096")
     monkeypatch.setenv("HUB_SCIM_BULK_MAX_PAYLOAD_BYTES", "4096")
-    monkeypatch.delitem(sys.modules, "connector.wsgi", raising=False)
+    monkeypatch.delitem(sys.modules, "connector.web.wsgi", raising=False)
 
-    wsgi = importlib.import_module("connector.wsgi")
+    wsgi = importlib.import_module("connector.web.wsgi")
 
     try:
         assert isinstance(wsgi.app, Flask)
@@ -185,7 +185,7 @@ def test_the_wsgi_module_builds_the_one_app_from_the_environment(
         assert wsgi.app.test_client().get("/healthz").status_code == 200
     finally:
         hub_scim(wsgi.app).close()
-        sys.modules.pop("connector.wsgi", None)
+        sys.modules.pop("connector.web.wsgi", None)
 
 
 def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
@@ -203,7 +203,7 @@ def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
     options = gunicorn_options(settings)
     server = HubScimServer(settings)
 
-    assert conf["wsgi_app"] == "connector.wsgi:app"
+    assert conf["wsgi_app"] == "connector.web.wsgi:app"
     for name, value in options.items():
         assert conf[name] == value, name
         assert server.cfg.settings[name].get() == from_file.settings[name].get(), name

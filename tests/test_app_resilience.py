@@ -9,9 +9,9 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from connector.app import hub_scim
-from connector.statistics import StatisticsKeeper
-from connector.store import SqlBackend
+from connector.db.statistics import StatisticsKeeper
+from connector.directory.store import SqlBackend
+from connector.web.app import hub_scim
 
 
 def test_a_locked_database_answers_503_with_retry_after_not_500(
@@ -73,8 +73,8 @@ def test_the_keeper_does_nothing_on_sqlite(engine: Engine) -> None:
 def test_a_product_asking_while_the_database_is_locked_gets_503(
     client: Any, engine: Engine, org_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector import access_api
-    from connector.auth import Scope
+    from connector.tenancy.credentials import Scope
+    from connector.web import access_api
     from tests.fixtures_app import issue_token
 
     def locked(*_args: Any, **_kwargs: Any) -> None:
@@ -94,7 +94,7 @@ def test_okta_reads_while_another_request_holds_the_sqlite_write_lock(
     """Reads begin deferred: under WAL they see the last commit and never queue for the lock."""
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL readers never wait for writers")
-    from connector.auth import Scope
+    from connector.tenancy.credentials import Scope
     from tests.fixtures_app import issue_token
 
     created = scim.post(

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from connector.auth import (
+from connector.db.engine import make_session_factory
+from connector.tenancy.credentials import (
     TOKEN_PREFIX,
     CredentialNotFoundError,
     Scope,
@@ -24,8 +25,7 @@ from connector.auth import (
     list_credentials,
     revoke_credential,
 )
-from connector.db import make_session_factory
-from connector.models import Credential
+from connector.tenancy.tables import Credential
 from tests.fixtures_app import ScimClient, issue_token
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"

@@ -17,10 +17,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select, update
 from werkzeug.test import TestResponse
 
-from connector.auth import ISSUED_LABEL_PREFIX, Scope, revoke_credential
-from connector.db import make_session_factory, utcnow
-from connector.models import Credential
-from connector.oauth import TOKEN_PATH, create_client
+from connector.db.base import utcnow
+from connector.db.engine import make_session_factory
+from connector.tenancy.credentials import ISSUED_LABEL_PREFIX, Scope, revoke_credential
+from connector.tenancy.oauth import TOKEN_PATH, create_client
+from connector.tenancy.tables import Credential
 from tests.fixtures_app import ScimClient
 
 

@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy.pool import NullPool
 
-from connector.auth import Scope, authenticate
-from connector.cli import cli, print_bootstrap, scim_base_url
-from connector.db import make_engine, make_session_factory
-from connector.migrations import head_revision
-from connector.organizations import DEFAULT_ORGANIZATION, bootstrap_first_start
+from connector.cli.main import cli, print_bootstrap, scim_base_url
+from connector.db.engine import make_engine, make_session_factory
+from connector.db.migrations import head_revision
 from connector.settings import load_settings
+from connector.tenancy.credentials import Scope, authenticate
+from connector.tenancy.organizations import DEFAULT_ORGANIZATION, bootstrap_first_start
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -314,7 +314,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     with log.open("w") as output:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "connector.cli", "serve",
+                sys.executable, "-m", "connector.cli.main", "serve",
                 "--port", str(port),
                 "--database-url", f"sqlite:///{tmp_path / 'served.db'}",
                 "--workers", "1", "--threads", "2",

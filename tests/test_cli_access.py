@@ -19,13 +19,13 @@ from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
-from connector import cli_access
-from connector.auth import Scope
-from connector.cli import cli
-from connector.db import make_session_factory
-from connector.events import SIGNATURE_HEADER, verify
-from connector.migrations import alembic_config, current_revision, head_revision
-from connector.models import Organization
+from connector.cli import access as cli_access
+from connector.cli.main import cli
+from connector.db.engine import make_session_factory
+from connector.db.migrations import alembic_config, current_revision, head_revision
+from connector.tenancy.credentials import Scope
+from connector.tenancy.tables import Organization
+from connector.trail.events import SIGNATURE_HEADER, verify
 from tests.fixtures_app import ScimClient, issue_token
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from connector.db import utcnow
-from connector.events import (
+from connector.db.base import utcnow
+from connector.trail.events import (
     SIGNATURE_HEADER,
     EventDelivery,
     add_endpoint,

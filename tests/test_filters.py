@@ -18,8 +18,8 @@ from scim2_models.path import AttrPath, CompareOperator, Comparison
 from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session
 
-from connector.store import SqlBackend
-from connector.store.tables import ScimResource
+from connector.directory.store import SqlBackend
+from connector.directory.tables import ScimResource
 from scim.backend import ListQuery, MemberChanges, Page, ResourceKind, SortKey
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

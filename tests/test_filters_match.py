@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scim2_models import EnterpriseUser, InvalidFilterException, ScimFilter, User
 from sqlalchemy.orm import Session
 
-from connector.store import SqlBackend
+from connector.directory.store import SqlBackend
 from scim.backend import ListQuery, ResourceKind
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

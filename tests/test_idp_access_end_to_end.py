@@ -13,9 +13,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from connector.auth import Scope
-from connector.db import make_session_factory
-from connector.provisioning.service import apply_mapping, set_product_state
+from connector.admin.grants import set_product_state
+from connector.admin.mappings import apply_mapping
+from connector.db.engine import make_session_factory
+from connector.tenancy.credentials import Scope
 from tests.fixtures_app import ScimClient, issue_token
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

@@ -24,9 +24,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 import connector
-from connector import schema
-from connector.db import Base, make_engine
-from connector.migrations import alembic_config, head_revision, upgrade_database
+from connector.db import schema
+from connector.db.base import Base
+from connector.db.engine import make_engine
+from connector.db.migrations import alembic_config, head_revision, upgrade_database
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -108,7 +109,7 @@ def test_instances_starting_together_migrate_once(empty_database_url: str) -> No
 
 def _table_modules() -> set[str]:
     """Every module of the package that maps a table, found by importing them all."""
-    skipped = ("connector.wsgi", "connector.migrations.")
+    skipped = ("connector.web.wsgi", "connector.db.migrations.")
     for module in pkgutil.walk_packages(connector.__path__, "connector."):
         if not module.name.startswith(skipped):
             importlib.import_module(module.name)
@@ -118,7 +119,7 @@ def _table_modules() -> set[str]:
 def test_every_table_module_is_listed_in_connector_schema() -> None:
     listed = {module.__name__ for module in schema.TABLE_MODULES}
 
-    assert _table_modules() <= listed, "add the module to connector/schema.py and migrate"
+    assert _table_modules() <= listed, "add the module to connector/db/schema.py and migrate"
 
 
 def test_upgrading_sqlite_seeds_the_planner_statistics(tmp_path: Path) -> None:

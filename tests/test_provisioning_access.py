@@ -9,21 +9,16 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from connector.access.mapping import MappingError
-from connector.audit import AuditEntry
-from connector.db import make_session_factory
-from connector.events import Event
-from connector.provisioning.service import (
-    UserNotFound,
-    apply_mapping,
-    complete_onboarding,
-    current_mapping,
-    grant_manual,
-    health_report,
-    revoke_manual,
-)
-from connector.provisioning.tables import AccessSnapshot
-from connector.store import SqlBackend
-from connector.store.tables import ScimResource
+from connector.admin.grants import complete_onboarding, grant_manual, revoke_manual
+from connector.admin.health import health_report
+from connector.admin.mappings import apply_mapping, current_mapping
+from connector.db.engine import make_session_factory
+from connector.derived.facts import UserNotFound
+from connector.derived.tables import AccessSnapshot
+from connector.directory.store import SqlBackend
+from connector.directory.tables import ScimResource
+from connector.trail.audit import AuditEntry
+from connector.trail.events import Event
 from scim.backend import ResourceKind
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import OWNERS_MAPPING, USER_SCHEMA, Hub, Idp

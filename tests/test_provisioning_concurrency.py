@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
-from connector.app import create_app, hub_scim
+from connector.web.app import create_app, hub_scim
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp
 

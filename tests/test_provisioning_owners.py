@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 
-from connector.db import make_session_factory, utcnow
-from connector.provisioning.service import health_report
-from connector.provisioning.tables import OwnerSeat
+from connector.admin.health import health_report
+from connector.db.base import utcnow
+from connector.db.engine import make_session_factory
+from connector.derived.tables import OwnerSeat
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import OWNERS_MAPPING, Hub, Idp
 

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import Engine, event, insert
 
 from connector.access.derive import DerivedAccess, UserFacts, derive_access
-from connector.db import make_session_factory
-from connector.provisioning import engine as engine_module
-from connector.store import SqlBackend
-from connector.store.tables import GroupMember
+from connector.db.engine import make_session_factory
+from connector.derived import recompute as engine_module
+from connector.directory.store import SqlBackend
+from connector.directory.tables import GroupMember
 from scim.backend import ResourceKind
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import USER_SCHEMA, Hub, Idp

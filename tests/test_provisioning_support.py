@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from connector.audit import AuditRecord, iter_entries
-from connector.db import make_session_factory
-from connector.events import Event
-from connector.provisioning import service
-from connector.provisioning.mappings import MappingPreview
-from connector.provisioning.tables import OwnerHold, OwnerSeat
+from connector.admin.grants import set_product_state
+from connector.admin.mappings import MappingPreview, apply_mapping
+from connector.db.engine import make_session_factory
+from connector.derived.queries import authorize_user, user_access
+from connector.derived.tables import OwnerHold, OwnerSeat
+from connector.trail.audit import AuditRecord, iter_entries
+from connector.trail.events import Event
 from tests.fixtures_app import ScimClient
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -125,23 +126,21 @@ class Hub:
 
     def apply(self, text: str, *, dry_run: bool = False) -> MappingPreview:
         return self.run(
-            lambda s: service.apply_mapping(s, self.org_id, text, actor="cli:it", dry_run=dry_run)
+            lambda s: apply_mapping(s, self.org_id, text, actor="cli:it", dry_run=dry_run)
         )
 
     def access(self, user: str) -> dict[str, Any]:
-        return self.run(lambda s: service.user_access(s, self.org_id, user))
+        return self.run(lambda s: user_access(s, self.org_id, user))
 
     def role(self, user: str) -> str | None:
         role: str | None = self.access(user)["role"]
         return role
 
     def may(self, user: str, permission: str) -> bool:
-        return self.run(lambda s: service.authorize_user(s, self.org_id, user, permission)).allowed
+        return self.run(lambda s: authorize_user(s, self.org_id, user, permission)).allowed
 
     def product(self, product: str, state: str) -> list[Any]:
-        return self.run(
-            lambda s: service.set_product_state(s, self.org_id, product, state, actor="cli:it")
-        )
+        return self.run(lambda s: set_product_state(s, self.org_id, product, state, actor="cli:it"))
 
     def seats(self) -> list[str]:
         """Seated Owners' user ids, by seat number."""

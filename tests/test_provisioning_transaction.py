@@ -17,14 +17,10 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
-from connector import audit
 from connector.access.mapping import parse_mapping
-from connector.audit import AuditEntry, iter_entries
-from connector.events import Announcement, Event, EventDelivery, add_endpoint, write_events
-from connector.models import Organization
-from connector.provisioning import service
-from connector.provisioning.context import Cause
-from connector.provisioning.directory import (
+from connector.admin.grants import set_product_state
+from connector.admin.mappings import apply_mapping
+from connector.derived.facts import (
     OrgRules,
     created_user,
     load_rules,
@@ -33,10 +29,16 @@ from connector.provisioning.directory import (
     load_users,
     with_bindings,
 )
-from connector.provisioning.journal import Journal
-from connector.provisioning.memo import forget, recall, remember
-from connector.provisioning.tables import AccessSnapshot
-from connector.store import SqlBackend
+from connector.derived.memo import forget, recall, remember
+from connector.derived.tables import AccessSnapshot
+from connector.directory.store import SqlBackend
+from connector.provisioning.cause import Cause
+from connector.provisioning.listener import AccessListener
+from connector.tenancy.tables import Organization
+from connector.trail import audit
+from connector.trail.audit import AuditEntry, iter_entries
+from connector.trail.events import Announcement, Event, EventDelivery, add_endpoint, write_events
+from connector.trail.journal import Journal
 from scim.backend import MemberChanges, ResourceKind
 from tests.fixtures_app import ScimClient
 from tests.test_provisioning_support import GROUP_SCHEMA, USER_SCHEMA, Idp
@@ -86,7 +88,7 @@ def of_the_engine(seen: list[str]) -> list[str]:
 
 
 def hub_backend(session: Session, org_id: int) -> SqlBackend:
-    return SqlBackend(session, org_id, service.AccessListener())
+    return SqlBackend(session, org_id, AccessListener())
 
 
 def user(user_name: str, **attributes: Any) -> dict[str, Any]:
@@ -162,9 +164,7 @@ def test_a_mapping_applied_in_the_same_transaction_is_what_the_next_write_derive
     before = backend.create(ResourceKind.USER, user("ada@msp.example")).id
     assert role(session, org_id, before) == "member"
 
-    service.apply_mapping(
-        session, org_id, 'default_role = "viewer"\n', actor="cli:it", dry_run=False
-    )
+    apply_mapping(session, org_id, 'default_role = "viewer"\n', actor="cli:it", dry_run=False)
     after = backend.create(ResourceKind.USER, user("grace@msp.example")).id
 
     assert role(session, org_id, after) == "viewer"
@@ -175,13 +175,13 @@ def test_a_product_enabled_in_the_same_transaction_counts_at_once(
     session: Session, org_id: int
 ) -> None:
     mapping = SERVICE_DESK + '\n[[rules]]\ngroup = "Service Desk"\nproduct = "psa"\n'
-    service.apply_mapping(session, org_id, mapping, actor="cli:it", dry_run=False)
+    apply_mapping(session, org_id, mapping, actor="cli:it", dry_run=False)
     backend = hub_backend(session, org_id)
     ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
     desk = backend.create(ResourceKind.GROUP, group("Service Desk")).id
     assert "psa" not in load_rules(session, org_id).context.product_states
 
-    service.set_product_state(session, org_id, "psa", "active", actor="cli:it")
+    set_product_state(session, org_id, "psa", "active", actor="cli:it")
     backend.replace(ResourceKind.GROUP, desk, group("Service Desk"), joining(ada))
 
     products = load_snapshots(session, org_id, [ada])[ada].products
@@ -191,7 +191,7 @@ def test_a_product_enabled_in_the_same_transaction_counts_at_once(
 def test_a_group_pushed_in_the_same_transaction_binds_before_its_members_count(
     session: Session, org_id: int
 ) -> None:
-    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
     session.commit()
     backend = hub_backend(session, org_id)
     ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
@@ -206,7 +206,7 @@ def test_a_group_pushed_in_the_same_transaction_binds_before_its_members_count(
 def test_a_group_deleted_and_pushed_again_in_one_transaction_binds_the_new_group(
     session: Session, org_id: int
 ) -> None:
-    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
     backend = hub_backend(session, org_id)
     ada = backend.create(ResourceKind.USER, user("ada@msp.example")).id
     old = backend.create(ResourceKind.GROUP, group("Service Desk"), joining(ada)).id
@@ -225,7 +225,7 @@ def test_a_group_deleted_and_pushed_again_in_one_transaction_binds_the_new_group
 def test_a_binding_rolled_back_with_its_savepoint_is_not_remembered(
     session: Session, org_id: int
 ) -> None:
-    service.apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
+    apply_mapping(session, org_id, SERVICE_DESK, actor="cli:it", dry_run=False)
     session.commit()
     backend = hub_backend(session, org_id)
     load_rules(session, org_id)
@@ -279,7 +279,7 @@ def test_new_users_who_would_be_owners_still_meet_the_two_owner_cap(
     session: Session, org_id: int
 ) -> None:
     mapping = 'map_scim_roles = true\n\n[[rules]]\nscim_role = "Hub.Owner"\nrole = "owner"\n'
-    service.apply_mapping(session, org_id, mapping, actor="cli:it", dry_run=False)
+    apply_mapping(session, org_id, mapping, actor="cli:it", dry_run=False)
     backend = hub_backend(session, org_id)
     ada, bob, cy = (
         backend.create(

@@ -16,8 +16,8 @@ from scim2_models import InvalidValueException
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.orm import Session
 
-from connector.store import SqlBackend
-from connector.store.tables import ScimResource
+from connector.directory.store import SqlBackend
+from connector.directory.tables import ScimResource
 from scim.backend import ListQuery, MemberChanges, ResourceKind
 
 USER = ResourceKind.USER
@@ -405,7 +405,7 @@ class TestConcurrency:
         """Entra and a retry PATCH the same group at once: both deltas apply, none is lost."""
         import threading
 
-        from connector.db import make_session_factory
+        from connector.db.engine import make_session_factory
 
         factory = make_session_factory(engine)
         with factory() as session:

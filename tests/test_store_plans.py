@@ -15,11 +15,11 @@ from scim2_models import EnterpriseUser, ScimFilter, User
 from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.orm import Session
 
-from connector.store import DEFAULT_MODELS, SqlBackend
-from connector.store import dialect as sql
-from connector.store.filters import FilterCompiler, sort_order
-from connector.store.planner import refresh_postgresql_statistics
-from connector.store.tables import GroupMember, ScimResource
+from connector.db import dialect as sql
+from connector.db.planner import refresh_postgresql_statistics
+from connector.directory.filters import FilterCompiler, sort_order
+from connector.directory.store import DEFAULT_MODELS, SqlBackend
+from connector.directory.tables import GroupMember, ScimResource
 from scim.backend import ListQuery, MemberChanges, ResourceKind
 
 USERS = 1500

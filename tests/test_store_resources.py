@@ -20,9 +20,9 @@ from scim2_models import (
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from connector.db import make_session_factory
-from connector.store import SqlBackend
-from connector.store.tables import GroupMember, ScimAttributeValue, ScimResource
+from connector.db.engine import make_session_factory
+from connector.directory.store import SqlBackend
+from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
 from scim.backend import ListQuery, MemberChanges, ResourceKind
 
 USER = ResourceKind.USER

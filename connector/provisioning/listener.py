@@ -1,6 +1,6 @@
 """The access engine following the SCIM directory, inside each request's transaction.
 
-:class:`AccessListener` is the :class:`connector.store.listener.DirectoryListener`
+:class:`AccessListener` is the :class:`connector.directory.listener.DirectoryListener`
 the application installs: every directory change is audited, and derived
 access is recomputed for exactly the users it can affect (DESIGN.md rules 1-12):
 
@@ -14,7 +14,7 @@ access is recomputed for exactly the users it can affect (DESIGN.md rules 1-12):
   seat or queue place and drops its snapshot, while its audit trail stays.
 
 The application takes the organization's write lock before the directory
-write (:func:`connector.provisioning.locking.lock_org_for_write`), so the
+write (:func:`connector.derived.locks.lock_org_for_write`), so the
 Owner seating here never races another writer.
 """
 
@@ -27,8 +27,7 @@ from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from connector.access.mapping import GroupRef, bind_rules, client_addresses
-from connector.provisioning.context import Cause, current_cause
-from connector.provisioning.directory import (
+from connector.derived.facts import (
     attribute,
     created_user,
     email_addresses,
@@ -37,10 +36,11 @@ from connector.provisioning.directory import (
     load_rules,
     scim_role_values,
 )
-from connector.provisioning.engine import recompute
-from connector.provisioning.journal import Journal
-from connector.provisioning.tables import GroupBinding
-from connector.store.tables import GROUP_MEMBERS
+from connector.derived.recompute import recompute
+from connector.derived.tables import GroupBinding
+from connector.directory.tables import GROUP_MEMBERS
+from connector.provisioning.cause import Cause, current_cause
+from connector.trail.journal import Journal
 
 Document = dict[str, Any]
 
@@ -57,7 +57,7 @@ class AccessListener:
     """Recomputes Hub access, audits and announces every directory change (DESIGN.md rules 1-12).
 
     Each change's audit entries and events are collected in a
-    :class:`~connector.provisioning.journal.Journal` and appended together.
+    :class:`~connector.trail.journal.Journal` and appended together.
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,465 @@
+"""``hub-scim`` commands for Hub access: mapping, products, grants, access, audit, health, events.
+
+Issue 3: IT maps IdP groups to roles and grants (``mapping apply``, with a
+``--dry-run`` preview), sets product states, gives manual grants, and sees
+the result (``access``, ``audit``, ``health``); products' webhooks are
+registered and delivered from here. Built with :mod:`connector.cli.common`
+like every command: one session per command, committed only on success, and
+expected failures as an ``Error:`` line with a non-zero exit, never a
+traceback. :data:`ACCESS_COMMANDS` are added to ``hub-scim`` by
+:mod:`connector.cli.main`.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.access.catalog import HUB_CATALOG, ProductState
+from connector.access.mapping import MappingError
+from connector.admin.grants import grant_manual, revoke_manual, set_product_state
+from connector.admin.health import health_report
+from connector.admin.mappings import apply_mapping, current_mapping, describe_change
+from connector.cli.common import command_session, database_url_option, handle_errors
+from connector.derived.facts import UserNotFound, load_user_names
+from connector.derived.queries import user_access
+from connector.derived.tables import ProductStateRow
+from connector.tenancy.organizations import get_organization
+from connector.trail.audit import AuditRecord, iter_entries
+from connector.trail.events import add_endpoint, claim_due, post_deliveries, record_outcomes
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# `hub-scim health` exits with this status when IT must look at something, so
+# that monitoring can run it as a check (1 and 2 are click's errors).
+HEALTH_ATTENTION_EXIT_CODE = 3
+STATE_NAMES = tuple(state.value for state in ProductState)
+
+org_option = click.option("--org", "org_name", required=True, help="Organization name.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _access_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """:func:`connector.cli.common.handle_errors`, plus an unknown user as one ``Error:`` line."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except UserNotFound as error:
+            raise click.ClickException(str(error)) from None
+
+    return handle_errors(wrapper)
+
+
+def _actor() -> str:
+    """Who the audit trail names for a command: the operator's login, when known."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in some containers
+        return "cli"
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _org_id(session: Session, org_name: str) -> int:
+    return get_organization(session, org_name).id
+
+
+# -- mapping -------------------------------------------------------------------
+
+
+@click.group()
+def mapping() -> None:
+    """IT's mapping of IdP groups to Hub roles and product grants (a TOML file)."""
+
+
+@mapping.command("apply")
+@org_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@json_option
+@database_url_option
+@_access_errors
+def mapping_apply(
+    org_name: str, file: Path, dry_run: bool, as_json: bool, database_url: str | None
+) -> None:
+    """Apply the mapping FILE to the organization, in one transaction, and print what changed.
+
+    A file with any problem is refused whole: every problem is printed with
+    its line (FILE:LINE: message), nothing changes, and the exit status is 1.
+    """
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"cannot read {file}: {error}") from None
+    with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
+        try:
+            preview = apply_mapping(
+                session, org_id, source, actor=_actor(), dry_run=dry_run, source_name=str(file)
+            )
+        except MappingError as error:
+            session.rollback()
+            if as_json:
+                _echo_json({"applied": False, **error.to_json()})
+            raise click.ClickException(str(error)) from None
+        if dry_run:
+            # A preview never writes, whatever the service flushed to compute it.
+            session.rollback()
+    if as_json:
+        _echo_json(preview.to_json())
+    else:
+        click.echo(preview.to_text())
+
+
+@mapping.command("show")
+@org_option
+@database_url_option
+@_access_errors
+def mapping_show(org_name: str, database_url: str | None) -> None:
+    """Print the mapping file in force, as it was applied."""
+    with command_session(database_url) as session:
+        source = current_mapping(session, _org_id(session, org_name))
+    if source is None:
+        click.echo(
+            f"Organization {org_name!r} has no mapping: every active user has the "
+            "default role (member) and no grants but manual ones.",
+            err=True,
+        )
+        return
+    click.echo(source, nl=not source.endswith("\n"))
+
+
+# -- products and grants -------------------------------------------------------
+
+
+@click.group()
+def product() -> None:
+    """Products (PSA, CRM, Defend, RMM) and their state for an organization."""
+
+
+@product.command("set")
+@org_option
+@click.argument("product_name", metavar="PRODUCT")
+@click.argument("state", type=click.Choice(STATE_NAMES))
+@json_option
+@database_url_option
+@_access_errors
+def product_set(
+    org_name: str, product_name: str, state: str, as_json: bool, database_url: str | None
+) -> None:
+    """Set PRODUCT to active, trial or not_subscribed; grants of a not-subscribed one go dormant."""
+    with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
+        try:
+            changes = set_product_state(session, org_id, product_name, state, actor=_actor())
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        names = load_user_names(session, org_id, [change.user_id for change in changes])
+    if as_json:
+        _echo_json(
+            {
+                "product": product_name,
+                "state": state,
+                "changes": [change.to_json() for change in changes],
+            }
+        )
+        return
+    click.echo(f"{product_name} is {state} for organization {org_name!r}.")
+    users = "user's" if len(changes) == 1 else "users'"
+    click.echo(f"{len(changes)} {users} access changed.")
+    for change in changes:
+        who = names.get(change.user_id, change.user_id)
+        click.echo(f"  {who}: {describe_change(change.before, change.after)}")
+
+
+@product.command("list")
+@org_option
+@json_option
+@database_url_option
+@_access_errors
+def product_list(org_name: str, as_json: bool, database_url: str | None) -> None:
+    """Every product of the catalog and its state for the organization."""
+    with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
+        stored = {
+            row.product: row.state
+            for row in session.execute(
+                select(ProductStateRow.product, ProductStateRow.state).where(
+                    ProductStateRow.org_id == org_id
+                )
+            )
+        }
+    # A product without a stored state is not subscribed (connector.derived.tables).
+    states = {
+        item.name: stored.get(item.name, ProductState.NOT_SUBSCRIBED.value) for item in HUB_CATALOG
+    }
+    if as_json:
+        _echo_json(states)
+        return
+    click.echo(f"{'PRODUCT':8}  {'STATE':14}  TITLE")
+    for item in HUB_CATALOG:
+        click.echo(f"{item.name:8}  {states[item.name]:14}  {item.title}")
+
+
+@click.command("grant")
+@org_option
+@click.argument("user")
+@click.argument("product_name", metavar="PRODUCT")
+@click.option("--role", "roles", multiple=True, help="A product role (repeatable).")
+@click.option("--permission", "permissions", multiple=True, help="A permission (repeatable).")
+@database_url_option
+@_access_errors
+def grant(
+    org_name: str,
+    user: str,
+    product_name: str,
+    roles: tuple[str, ...],
+    permissions: tuple[str, ...],
+    database_url: str | None,
+) -> None:
+    """Grant USER (id or userName) PRODUCT by hand, replacing their earlier manual grant of it."""
+    with command_session(database_url) as session:
+        org_id = _org_id(session, org_name)
+        try:
+            grant_manual(
+                session, org_id, user, product_name, list(roles), list(permissions), actor=_actor()
+            )
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        dormant = product_name in user_access(session, org_id, user)["dormant"]
+    click.echo(
+        f"Granted {product_name} to {user} "
+        f"(roles: {', '.join(roles) or '-'}; permissions: {', '.join(permissions) or '-'})."
+    )
+    if dormant:
+        click.echo(
+            f"The grant is dormant until {product_name} is enabled: "
+            f"hub-scim product set --org {org_name} {product_name} active"
+        )
+
+
+@click.command("revoke")
+@org_option
+@click.argument("user")
+@click.argument("product_name", metavar="PRODUCT")
+@database_url_option
+@_access_errors
+def revoke(org_name: str, user: str, product_name: str, database_url: str | None) -> None:
+    """Revoke USER's manual grant of PRODUCT (grants from mapping rules stay)."""
+    with command_session(database_url) as session:
+        revoked = revoke_manual(
+            session, _org_id(session, org_name), user, product_name, actor=_actor()
+        )
+    if not revoked:
+        raise click.ClickException(
+            f"{user} has no manual grant of {product_name}; nothing changed "
+            "(grants from mapping rules change with the mapping)"
+        )
+    click.echo(f"Revoked the manual {product_name} grant of {user}.")
+
+
+# -- seeing the result ---------------------------------------------------------
+
+
+@click.command("access")
+@org_option
+@click.argument("user")
+@json_option
+@database_url_option
+@_access_errors
+def access(org_name: str, user: str, as_json: bool, database_url: str | None) -> None:
+    """USER's effective access (USER: id or userName); --json prints the access API's JSON."""
+    with command_session(database_url) as session:
+        data = user_access(session, _org_id(session, org_name), user)
+    if as_json:
+        _echo_json(data)
+        return
+    for line in access_lines(data):
+        click.echo(line)
+
+
+def access_lines(data: Mapping[str, Any]) -> list[str]:
+    """The access JSON for people: role and where it came from, then each grant."""
+    name = data.get("userName") or data.get("user_id") or "?"
+    lines = [f"User:   {name} ({data.get('user_id', '?')})"]
+    if not data.get("active"):
+        lines.append("Active: no (all access suspended)")
+        return lines
+    role = data.get("role")
+    notes = []
+    if data.get("held"):
+        notes.append(f"held as a third Owner, wants {data.get('wanted_role')}")
+    if data.get("kept_as_last_owner"):
+        notes.append("kept as the last Owner")
+    lines.append("Active: yes")
+    lines.append(f"Role:   {role}" + (f" ({'; '.join(notes)})" if notes else ""))
+    lines.extend(f"        from {source}" for source in _descriptions(data.get("role_sources")))
+    for title, key in (("Products", "products"), ("Dormant (not subscribed)", "dormant")):
+        grants: Mapping[str, Any] = data.get(key) or {}
+        lines.append(f"{title}:" + ("" if grants else " none"))
+        for product_name, item in grants.items():
+            onboarding = item.get("onboarding")
+            lines.append(
+                f"  {product_name}"
+                + (f" (onboarding {onboarding})" if onboarding else "")
+                + f": roles {', '.join(item.get('roles', [])) or '-'}"
+            )
+            lines.append(f"    permissions: {', '.join(item.get('permissions', [])) or '-'}")
+            if item.get("withheld"):
+                lines.append(f"    withheld by the role ceiling: {', '.join(item['withheld'])}")
+            lines.extend(f"    from {source}" for source in _descriptions(item.get("sources")))
+    return lines
+
+
+def _descriptions(sources: Any) -> list[str]:
+    return [str(source.get("description", source)) for source in sources or []]
+
+
+@click.command("audit")
+@org_option
+@json_option
+@click.option("--since", type=click.IntRange(min=0), default=0, help="Only entries after this id.")
+@database_url_option
+@_access_errors
+def audit(org_name: str, as_json: bool, since: int, database_url: str | None) -> None:
+    """The organization's audit trail, oldest first; --json: one JSON object per line."""
+    with command_session(database_url) as session:
+        for entry in iter_entries(session, _org_id(session, org_name), after_id=since):
+            click.echo(_audit_json(entry) if as_json else _audit_text(entry))
+
+
+def _audit_json(entry: AuditRecord) -> str:
+    return json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _audit_text(entry: AuditRecord) -> str:
+    at = entry.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{entry.id:>6}  {at}  {entry.actor}  {entry.action}  {entry.target}"
+    return line + (f"  ({entry.reason})" if entry.reason else "")
+
+
+@click.command("health")
+@org_option
+@json_option
+@database_url_option
+@_access_errors
+def health(org_name: str, as_json: bool, database_url: str | None) -> None:
+    """What IT must look at; exits 3 when something needs attention (for monitoring)."""
+    with command_session(database_url) as session:
+        report = health_report(session, _org_id(session, org_name))
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        click.echo(report.to_text())
+    if not report.healthy:
+        raise SystemExit(HEALTH_ATTENTION_EXIT_CODE)
+
+
+# -- events --------------------------------------------------------------------
+
+
+@click.group()
+def webhook() -> None:
+    """Products' webhooks: where access-change events are delivered."""
+
+
+@webhook.command("add")
+@org_option
+@click.argument("url")
+@database_url_option
+@_access_errors
+def webhook_add(org_name: str, url: str, database_url: str | None) -> None:
+    """Register URL for the organization's events; the signing secret is printed once, last."""
+    with command_session(database_url) as session:
+        try:
+            endpoint_id, secret = add_endpoint(session, _org_id(session, org_name), url)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"Added webhook {endpoint_id} for organization {org_name!r}: {url}")
+    click.echo("Its signing secret (Hub-Signature header) is shown only this once:")
+    click.echo(secret)
+
+
+@click.group()
+def events() -> None:
+    """Access-change events for Hub's products."""
+
+
+@events.command("deliver")
+@click.option("--once", is_flag=True, help="One round of due deliveries, then exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between rounds.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after this many rounds (default: until interrupted).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1, max=1000),
+    default=100,
+    show_default=True,
+    help="Deliveries attempted per round.",
+)
+@database_url_option
+@_access_errors
+def events_deliver(
+    once: bool, interval: float, rounds: int, batch: int, database_url: str | None
+) -> None:
+    """POST due events to every organization's webhooks, signed; retried with backoff."""
+    limit = 1 if once else rounds
+    done = 0
+    with requests.Session() as transport:
+        try:
+            while True:
+                # Claim, post, record: no database lock is held while posting.
+                with command_session(database_url) as session:
+                    claimed = claim_due(session, limit=batch)
+                outcomes = post_deliveries(claimed, transport)
+                with command_session(database_url) as session:
+                    report = record_outcomes(session, outcomes)
+                if once or report.delivered or report.failed:
+                    click.echo(f"Delivered {report.delivered}, failed {report.failed}.")
+                done += 1
+                if limit and done >= limit:
+                    return
+                # A full batch means more are due: go on without waiting.
+                if report.delivered + report.failed < batch:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            click.echo("Stopped.")
+
+
+ACCESS_COMMANDS: tuple[click.Command, ...] = (
+    mapping,
+    product,
+    grant,
+    revoke,
+    access,
+    audit,
+    health,
+    webhook,
+    events,
+)
+"""The commands :mod:`connector.cli.main` adds to ``hub-scim``."""

@@ -1,0 +1,1 @@
+"""The database: declarative base, engines and sessions, schema, migrations, planner statistics."""

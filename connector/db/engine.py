@@ -1,0 +1,72 @@
+"""The engine and session factory, with what each dialect needs to be safe.
+
+Nothing here connects at import time: :func:`make_engine` is called by the app
+factory and the CLI with the configured URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers proceed during a write; busy_timeout makes a writer wait
+    # for the lock instead of failing with "database is locked"; foreign keys
+    # are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+READ_ONLY = "hub_scim_read_only"
+"""Execution option of a connection whose transaction only reads (see :func:`read_only`)."""
+
+
+def read_only(session: Session) -> None:
+    """Begin ``session``'s transaction as a reader: on SQLite it takes no write lock.
+
+    Call it before the session's first statement, in a request that never
+    writes. Under WAL such a transaction reads a consistent snapshot while a
+    writer works, instead of queueing behind it for the write lock.
+    """
+    session.connection(execution_options={READ_ONLY: True})
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A SQLite transaction that starts as a reader and later writes can fail
+    # with SQLITE_BUSY without waiting; taking the write lock up front makes
+    # every writing transaction serialize on busy_timeout instead. A
+    # transaction declared read-only starts deferred and never takes it.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``, with the settings each dialect needs to be safe."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, emit BEGIN (see the SQLAlchemy
+            # docs on "Serializable isolation / Savepoints / Transactional DDL").
+            dbapi_connection.isolation_level = None
+
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Any]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,1 @@
+"""Hub access derived from the directory: facts read in batches, recompute, seats, snapshots."""

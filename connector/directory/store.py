@@ -1,0 +1,466 @@
+"""``SqlBackend``: one organization's SCIM directory, fulfilling :class:`scim.backend.Backend`.
+
+What the store keeps and returns (RFC 7643 section 3.1):
+
+- the document exactly as given, minus ``id``, ``meta``, ``members`` /
+  ``groups`` (kept as ``group_members`` rows) and ``password`` (write-only,
+  never returned; Hub does not authenticate users with it);
+- ``id`` (a uuid4) and ``meta`` with ``resourceType``, ``created``,
+  ``lastModified`` and ``version`` (a weak ETag ``W/"<n>"``, bumped on every
+  write, membership changes included). ``meta.location`` is left to the
+  protocol layer, which knows the base URL;
+- Users' ``groups`` (``value``, ``display``, ``type: direct``) and Groups'
+  ``members`` (``value``, ``display`` = the label the client sent, else the
+  user's displayName, else userName; ``type: User``), both without ``$ref``,
+  read in one query per page, and not read at all when ``include_members`` is
+  false. ``create`` returns a group with the members it was created with;
+  ``replace`` returns a group WITHOUT its members (a PATCH must stay O(k)),
+  the caller reads them with ``get`` when it has to show them.
+
+Uniqueness (RFC 7644 section 3.3): a create is ``INSERT ... ON CONFLICT
+(org_id, kind, name_key) DO NOTHING RETURNING id`` (no row back: 409), which
+also settles racing creates without a SAVEPOINT round trip; a replace that
+changes the name runs its UPDATE in a SAVEPOINT and turns the unique
+violation into a 409. Either way the request's transaction stays usable.
+
+Versions (RFC 7644 section 3.14): the row is read ``FOR UPDATE`` and
+updated ``WHERE version = <read version>``; ``expected_version`` may be
+``W/"n"``, ``"n"`` or ``*``. Single rows are read by primary key alone and
+their tenant checked on the row, so no planner ever prefers a tenant-wide
+index for them.
+
+Deleting a user removes its memberships without bumping the groups'
+versions: taking those groups' locks while holding the user's could deadlock
+with a concurrent PATCH adding the user to one of them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from scim2_models import (
+    InvalidValueException,
+    NotFoundException,
+    PreconditionFailedException,
+    Resource,
+    UniquenessException,
+)
+from sqlalchemy import ColumnElement, Row, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.db import dialect as sql
+from connector.db.base import utcnow
+from connector.directory.filters import FilterCompiler, selects_at_most_one, sort_order
+from connector.directory.indexing import (
+    ResourceColumns,
+    check_storable,
+    resource_columns,
+    storable,
+    stored_document,
+    value_rows,
+)
+from connector.directory.listener import DirectoryListener, NullListener
+from connector.directory.members import apply_member_changes, check_member_ids
+from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
+from scim.attributes import resolve_attribute
+from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.resources import MODELS
+
+DEFAULT_MODELS: dict[ResourceKind, type[Resource[Any]]] = dict(MODELS)
+"""The resource models the store indexes documents and resolves filters against:
+the ones the protocol layer serves (:data:`scim.resources.MODELS`)."""
+
+ResourceRow = Row[*tuple[Any, ...]]
+"""A row of ``scim_resources`` columns, as the store reads them."""
+
+_ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
+_MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
+_NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
+_UNIQUE_CONSTRAINT = "uq_scim_resources_name"
+
+_RESOURCES = RESOURCES
+_VALUES = ATTRIBUTE_VALUES
+_MEMBERS = GROUP_MEMBERS
+
+_RESOURCE_COLUMNS = (
+    _RESOURCES.c.id,
+    _RESOURCES.c.name_key,
+    _RESOURCES.c.document,
+    _RESOURCES.c.version,
+    _RESOURCES.c.created_at,
+    _RESOURCES.c.modified_at,
+)
+
+# By primary key alone, tenant and kind checked on the one row: no planner,
+# with or without statistics, can then prefer a tenant-wide index.
+_ROW_BY_ID = select(*_RESOURCE_COLUMNS, _RESOURCES.c.org_id, _RESOURCES.c.kind).where(
+    _RESOURCES.c.id == bindparam("resource_id")
+)
+_ROW_BY_ID_FOR_UPDATE = _ROW_BY_ID.with_for_update()
+
+
+def etag(version: int) -> str:
+    """``meta.version`` as a weak entity tag (RFC 7644 section 3.14)."""
+    return f'W/"{version}"'
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class SqlBackend:
+    """The SCIM resources of organization ``org_id``, within the transaction of ``session``.
+
+    Every method may flush but only :meth:`commit` commits. ``listener`` is
+    told of each change inside the same transaction (see
+    :mod:`connector.directory.listener`).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        org_id: int,
+        listener: DirectoryListener | None = None,
+        *,
+        models: dict[ResourceKind, type[Resource[Any]]] | None = None,
+    ) -> None:
+        self.session = session
+        self.org_id = org_id
+        self.listener: DirectoryListener = listener or NullListener()
+        self.models = {**DEFAULT_MODELS, **(models or {})}
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, kind: ResourceKind, resource_id: str, *, include_members: bool = True) -> Stored:
+        row = self._row(kind, resource_id)
+        document = self._document(kind, row)
+        if include_members:
+            self._attach_memberships(kind, [document])
+        return Stored(row.id, etag(row.version), document)
+
+    def list(self, kind: ResourceKind, query: ListQuery) -> Page:
+        """RFC 7644 section 3.4.2: filter, sort, page, all in SQL; total counts every match."""
+        where = self._scope(kind)
+        if query.filter is not None:
+            compiler = FilterCompiler(self.models[kind], kind, self.org_id, self.dialect)
+            where.append(compiler.visit(query.filter))
+        offset = max(query.start_index, 1) - 1
+        limit = max(query.count, 0)
+        rows: Sequence[ResourceRow] = []
+        if limit:
+            statement = select(*_RESOURCE_COLUMNS).where(*where).offset(offset).limit(limit)
+            if not selects_at_most_one(kind, query.filter):
+                statement = statement.order_by(*sort_order(self.models[kind], kind, query.sort))
+            rows = self.session.execute(statement).all()
+        if limit and len(rows) < limit and (rows or offset == 0):
+            total = offset + len(rows)
+        else:
+            total = (
+                self.session.scalar(select(func.count()).select_from(_RESOURCES).where(*where)) or 0
+            )
+        documents = [self._document(kind, row) for row in rows]
+        if query.include_members:
+            self._attach_memberships(kind, documents)
+        return Page(total=total, resources=documents)
+
+    # -- writes ------------------------------------------------------------
+
+    def create(
+        self, kind: ResourceKind, document: Document, members: MemberChanges | None = None
+    ) -> Stored:
+        """RFC 7644 section 3.3; the name is unique per organization, case-insensitively."""
+        columns, kept = self._checked(kind, document)
+        resource_id = str(uuid.uuid4())
+        rows = value_rows(self.models[kind], kind, kept, resource_id, self.org_id)
+        if members is not None and kind is ResourceKind.GROUP:
+            check_member_ids(self.session, self.org_id, members)
+        now = utcnow()
+        self._insert_unique(
+            kind,
+            columns,
+            {
+                "id": resource_id,
+                "org_id": self.org_id,
+                "kind": kind.value,
+                "name": columns.name,
+                "name_key": columns.name_key,
+                "external_id": columns.external_id,
+                "active": columns.active,
+                "document": kept,
+                "version": 1,
+                "created_at": now,
+                "modified_at": now,
+            },
+        )
+        self._insert_values(rows)
+        after = self._assemble(kind, resource_id, kept, 1, now, now)
+        self._written(kind, resource_id, None, after)
+        result = dict(after)
+        if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
+            self._apply_members(resource_id, members)
+            self._attach_memberships(kind, [result])
+        return Stored(resource_id, etag(1), result)
+
+    def replace(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        document: Document,
+        members: MemberChanges | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> Stored:
+        """RFC 7644 sections 3.5.1 and 3.5.2: attributes and a member delta, atomically."""
+        columns, kept = self._checked(kind, document)
+        row = self._row(kind, resource_id, for_update=True)
+        self._check_version(row.version, expected_version)
+        rows = value_rows(self.models[kind], kind, kept, resource_id, self.org_id)
+        if members is not None and kind is ResourceKind.GROUP:
+            check_member_ids(self.session, self.org_id, members)
+        now = utcnow()
+        version = row.version + 1
+        statement = (
+            update(_RESOURCES)
+            .where(_RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version)
+            .values(
+                name=columns.name,
+                name_key=columns.name_key,
+                external_id=columns.external_id,
+                active=columns.active,
+                document=kept,
+                version=version,
+                modified_at=now,
+            )
+        )
+        if columns.name_key == row.name_key:
+            updated = self.session.execute(statement)
+        else:
+            updated = self._renamed(kind, columns, statement)
+        if getattr(updated, "rowcount", 1) != 1:
+            raise PreconditionFailedException(detail="the resource changed during this request")
+        self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
+        self._insert_values(rows)
+        before = self._document(kind, row)
+        after = self._assemble(kind, resource_id, kept, version, row.created_at, now)
+        self._written(kind, resource_id, before, after)
+        if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
+            self._apply_members(resource_id, members)
+        result_document = dict(after)
+        if kind is ResourceKind.USER:
+            self._attach_memberships(kind, [result_document])
+        return Stored(resource_id, etag(version), result_document)
+
+    def delete(
+        self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
+        """RFC 7644 section 3.6; a user's memberships go with it (DESIGN.md rule 8)."""
+        row = self._row(kind, resource_id, for_update=True)
+        self._check_version(row.version, expected_version)
+        before = self._document(kind, row)
+        member = _MEMBERS.c
+        own, other = (
+            (member.user_id, member.group_id)
+            if kind is ResourceKind.USER
+            else (member.group_id, member.user_id)
+        )
+        related = set(
+            self.session.scalars(delete(_MEMBERS).where(own == resource_id).returning(other))
+        )
+        # Its attribute-value rows go with it (ON DELETE CASCADE).
+        self.session.execute(
+            delete(_RESOURCES).where(
+                _RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version
+            )
+        )
+        if kind is ResourceKind.USER:
+            self.listener.user_deleted(self.session, self.org_id, resource_id, before, related)
+        else:
+            self.listener.group_deleted(self.session, self.org_id, resource_id, before, related)
+
+    # -- transactions --------------------------------------------------------
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.session.begin_nested():
+            yield
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _scope(self, kind: ResourceKind) -> builtins.list[ColumnElement[bool]]:
+        return [_RESOURCES.c.org_id == self.org_id, _RESOURCES.c.kind == kind.value]
+
+    def _row(
+        self, kind: ResourceKind, resource_id: str, *, for_update: bool = False
+    ) -> ResourceRow:
+        if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
+            raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
+        query = _ROW_BY_ID_FOR_UPDATE if for_update else _ROW_BY_ID
+        row = self.session.execute(query, {"resource_id": resource_id}).one_or_none()
+        if row is None or row.org_id != self.org_id or row.kind != kind.value:
+            raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
+        return row
+
+    def _checked(self, kind: ResourceKind, document: Document) -> tuple[ResourceColumns, Document]:
+        """Everything a write needs from ``document``, checked before the database is touched."""
+        if not isinstance(document, dict):
+            raise InvalidValueException(detail="the resource must be a JSON object")
+        check_storable(document)
+        name_info = resolve_attribute(self.models[kind], _NAME_ATTRIBUTE[kind])
+        assert name_info is not None
+        columns = resource_columns(kind, document, name_info.comparison_key)
+        if kind is ResourceKind.USER:
+            self.listener.check_user(self.session, self.org_id, document)
+        return columns, stored_document(kind, document)
+
+    def _insert_unique(
+        self, kind: ResourceKind, columns: ResourceColumns, values: dict[str, Any]
+    ) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING on the unique name: no row back is a 409.
+
+        RFC 7644 section 3.3. The unique constraint settles racing creates too:
+        on PostgreSQL the second insert waits for the first transaction and,
+        once it commits, inserts nothing. The transaction stays usable, with no
+        SAVEPOINT round trip on the hot path.
+        """
+        insert_statement = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert_statement(_RESOURCES)
+            .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+            .returning(_RESOURCES.c.id)
+        )
+        if self.session.execute(statement, values).first() is None:
+            raise self._taken(kind, columns)
+
+    def _renamed(self, kind: ResourceKind, columns: ResourceColumns, statement: Any) -> Any:
+        """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
+
+        The SAVEPOINT keeps the transaction usable after the database refuses
+        the row (RFC 7644 section 3.5.1), also when the clash comes from a
+        concurrent transaction.
+        """
+        try:
+            with self.session.begin_nested():
+                return self.session.execute(statement)
+        except IntegrityError as error:
+            text = str(error.orig)
+            if _UNIQUE_CONSTRAINT in text or "name_key" in text:
+                raise self._taken(kind, columns) from None
+            raise
+
+    def _taken(self, kind: ResourceKind, columns: ResourceColumns) -> UniquenessException:
+        return UniquenessException(
+            detail=f"{_NAME_ATTRIBUTE[kind]} {columns.name!r} is already taken"
+        )
+
+    def _insert_values(self, rows: builtins.list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(_VALUES.insert(), rows)
+
+    def _check_version(self, current: int, expected: str | None) -> None:
+        """``If-Match`` (RFC 7644 section 3.14): a stale version writes nothing."""
+        if expected is None or expected.strip() == "*":
+            return
+        match = _ETAG.fullmatch(expected)
+        if match is None or int(match.group(1)) != current:
+            raise PreconditionFailedException(
+                detail=f"version {expected} is not the current version {etag(current)}"
+            )
+
+    def _document(self, kind: ResourceKind, row: ResourceRow) -> Document:
+        return self._assemble(
+            kind, row.id, row.document, row.version, row.created_at, row.modified_at
+        )
+
+    def _assemble(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        kept: Document,
+        version: int,
+        created: datetime,
+        modified: datetime,
+    ) -> Document:
+        document = {key: value for key, value in kept.items()}
+        document["id"] = resource_id
+        document["meta"] = {
+            "resourceType": kind.value,
+            "created": _iso(created),
+            "lastModified": _iso(modified),
+            "version": etag(version),
+        }
+        return document
+
+    def _written(
+        self, kind: ResourceKind, resource_id: str, before: Document | None, after: Document
+    ) -> None:
+        if kind is ResourceKind.USER:
+            self.listener.user_written(self.session, self.org_id, resource_id, before, after)
+        else:
+            self.listener.group_written(self.session, self.org_id, resource_id, before, after)
+
+    def _apply_members(self, group_id: str, changes: MemberChanges) -> None:
+        added, removed = apply_member_changes(self.session, self.org_id, group_id, changes)
+        if added or removed:
+            self.listener.members_changed(self.session, self.org_id, group_id, added, removed)
+
+    def _attach_memberships(self, kind: ResourceKind, documents: builtins.list[Document]) -> None:
+        """Users' ``groups`` or Groups' ``members`` for a whole page, in one query."""
+        if not documents:
+            return
+        by_id = {document["id"]: document for document in documents}
+        member = _MEMBERS.c
+        related = _RESOURCES.c
+
+        def owned_by(column: ColumnElement[str]) -> ColumnElement[bool]:
+            if len(by_id) == 1:
+                equal: ColumnElement[bool] = column == next(iter(by_id))
+                return equal
+            return sql.in_ids(self.dialect, column, list(by_id))
+
+        if kind is ResourceKind.USER:
+            query = (
+                select(member.user_id, related.id, related.name)
+                .join(_RESOURCES, related.id == member.group_id)
+                .where(owned_by(member.user_id))
+                .order_by(related.name_key, related.id)
+            )
+            entries = (
+                (owner, {"value": group_id, "display": name, "type": "direct"})
+                for owner, group_id, name in self.session.execute(query)
+            )
+        else:
+            display = func.coalesce(
+                member.display, related.document["displayName"].as_string(), related.name
+            )
+            query = (
+                select(member.group_id, related.id, display)
+                .join(_RESOURCES, related.id == member.user_id)
+                .where(owned_by(member.group_id))
+                .order_by(related.name_key, related.id)
+            )
+            entries = (
+                (owner, {"value": user_id, "display": shown, "type": "User"})
+                for owner, user_id, shown in self.session.execute(query)
+            )
+        key = _MEMBERSHIP_KEY[kind]
+        for owner, entry in entries:
+            by_id[owner].setdefault(key, []).append(entry)

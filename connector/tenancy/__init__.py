@@ -1,0 +1,1 @@
+"""Organizations and who may act for them: credentials, OAuth clients, rate limits."""

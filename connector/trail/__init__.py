@@ -1,0 +1,1 @@
+"""What happened, kept and told: the audit trail, the events outbox and its delivery."""

@@ -1,0 +1,74 @@
+"""The production WSGI server: gunicorn, with the settings ``deploy/gunicorn.conf.py`` also uses.
+
+``hub-scim serve`` runs :class:`HubScimServer` in process; ``gunicorn -c
+deploy/gunicorn.conf.py`` reads the same :func:`gunicorn_options`. Each worker
+builds its own application (and so its own connection pool) after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from connector.settings import Settings
+from connector.web.app import create_app
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """Gunicorn's settings for the service.
+
+    Threads serve concurrent IdP requests that wait on the database; the
+    request-line and header limits bound what a client may make a worker read
+    before the application sees the request (the SCIM layer has finer limits).
+    """
+    return {
+        "bind": [f"{settings.host}:{settings.port}"],
+        "workers": settings.workers,
+        "threads": settings.threads,
+        "worker_class": "gthread",
+        # A request that takes longer than this is stuck: the worker is restarted.
+        "timeout": settings.request_timeout_seconds,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        # 8190 is gunicorn's maximum; a SCIM filter sits in the query string.
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+        # Recycle workers now and then, staggered, to bound slow memory growth.
+        "max_requests": 10_000,
+        "max_requests_jitter": 1_000,
+        "forwarded_allow_ips": "*" if settings.trusted_proxy_count else "127.0.0.1,::1",
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "hub-scim",
+        # Several servers may run on one host (and the test suite starts some):
+        # gunicorn's per-user control socket would be shared between them.
+        "control_socket_disable": True,
+    }
+
+
+class HubScimServer(BaseApplication):  # type: ignore[misc]
+    """Gunicorn run from Python, serving :func:`connector.web.app.create_app` with ``settings``."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any] | None = None) -> None:
+        self._settings = settings
+        self._options = gunicorn_options(settings) | (options or {})
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Gunicorn configures only its own loggers; the service's go to the
+        # same stream, in each worker.
+        logging.basicConfig(
+            level=self._settings.log_level.upper(),
+            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+        )
+        return create_app(self._settings)
