@@ -161,6 +161,18 @@ class Backend(Protocol):
         """
         ...
 
+    def update_members(
+        self, group_id: str, members: MemberChanges, *, expected_version: str | None = None
+    ) -> Stored:
+        """Apply a member delta to a group whose other attributes do not change.
+
+        The group document is neither read nor rewritten: only the member rows
+        the delta names, and the group's ``meta.version`` and
+        ``meta.lastModified`` (RFC 7644 section 3.5.2: a PATCH naming k members
+        costs O(k)). Returns the group without its members.
+        """
+        ...
+
     def delete(
         self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
     ) -> None:

@@ -6,9 +6,11 @@ cannot catch::
     app.register_blueprint(create_blueprint(provider, settings), url_prefix="/scim/v2")
     register_scim_error_handlers(app, "/scim/v2")
 
-Views are thin: read the request, call one function of
-:mod:`scim.operations` (or :mod:`scim.bulk`) on the tenant's backend, commit
-once if it changed anything, serialize. Authentication is the application's:
+Views are thin: read and validate the request (``prepare_*`` of
+:mod:`scim.operations`) before asking for the tenant's backend, so that no
+transaction or lock is open while a body is read or validated; then call one
+``apply_*`` function (or :mod:`scim.bulk`) on the backend, commit once if it
+changed anything, serialize. Authentication is the application's:
 it registers a ``before_request`` on this blueprint that raises
 :class:`scim2_models.UnauthorizedException`.
 """
@@ -51,11 +53,14 @@ from scim.errors import (
 )
 from scim.http import etag_matches, read_json_body, weak_etag
 from scim.operations import (
-    create_resource,
+    apply_creation,
+    apply_patch,
+    apply_replacement,
     delete_resource,
     list_resources,
-    patch_resource,
-    replace_resource,
+    prepare_creation,
+    prepare_patch,
+    prepare_replacement,
     search_all,
 )
 from scim.query import parse_list_request, parse_search, query_parameters, wants_attribute
@@ -231,9 +236,9 @@ class _Views:
 
     def create(self, kind: ResourceKind) -> Response:
         """POST a resource (RFC 7644 section 3.3): 201 with ``Location``."""
-        payload = self._body()
+        creation = prepare_creation(kind, self._body())
         parameters = self._response_parameters(kind)
-        stored = self._write(lambda backend: create_resource(backend, kind, payload))
+        stored = self._write(lambda backend: apply_creation(backend, creation))
         response = self._resource(kind, stored, 201, Context.RESOURCE_CREATION_RESPONSE, parameters)
         response.headers["Location"] = resource_location(self.base_url, kind, stored.id)
         return response
@@ -245,13 +250,12 @@ class _Views:
         not load; they are read back when the response carries them, as Okta
         checks the member list of its PUT.
         """
-        payload = self._body()
+        replacement = prepare_replacement(kind, resource_id, self._body(), self._if_match())
         parameters = self._response_parameters(kind)
-        if_match = self._if_match()
         include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
 
         def apply(backend: Backend) -> Stored:
-            stored = replace_resource(backend, kind, resource_id, payload, if_match)
+            stored = apply_replacement(backend, replacement)
             if kind is ResourceKind.GROUP and include_members:
                 return backend.get(kind, resource_id, include_members=True)
             return stored
@@ -266,22 +270,13 @@ class _Views:
         request names ``attributes`` or ``excludedAttributes``: a group's
         member list is never serialized just to acknowledge a change.
         """
-        payload = self._body()
+        patch = prepare_patch(kind, resource_id, self._body(), self.settings, self._if_match())
         parameters = self._response_parameters(kind)
-        if_match = self._if_match()
         projected = bool(parameters and (parameters.attributes or parameters.excluded_attributes))
         include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
 
         def apply(backend: Backend) -> tuple[Stored, bool]:
-            result = patch_resource(
-                backend,
-                kind,
-                resource_id,
-                payload,
-                self.settings,
-                if_match,
-                include_members=include_members,
-            )
+            result = apply_patch(backend, patch, self.settings, include_members=include_members)
             if kind is ResourceKind.USER:
                 return result.stored, True
             if projected:

@@ -1,9 +1,12 @@
 """The SCIM operations on one backend: create, replace, patch, delete, get and list.
 
-Each function takes the request already parsed as JSON, validates it with
-scim2-models, and makes exactly the backend calls RFC 7644 section 3 needs.
-None commits: the caller commits once when the whole request succeeded. They
-know nothing of Flask, so Bulk runs the very same code.
+A write comes in two halves. ``prepare_*`` takes the request already parsed
+as JSON and validates it with scim2-models into a :class:`Creation`,
+:class:`Replacement` or :class:`Patch`, touching no backend: the caller does it
+before any transaction or lock. ``apply_*`` then makes exactly the backend
+calls RFC 7644 section 3 needs, inside the request's transaction. None
+commits: the caller commits once when the whole request succeeded. They know
+nothing of Flask, so Bulk runs the very same code.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from scim2_models import (
 )
 from werkzeug.datastructures import ETags
 
-from scim.backend import Backend, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.backend import Backend, Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.dialects import body_resource_id, normalize_patch, normalize_resource, require_object
 from scim.errors import exception_from_validation_error
 from scim.http import etag_matches
@@ -65,25 +68,59 @@ class PatchResult:
     modified: bool
 
 
-def create_resource(backend: Backend, kind: ResourceKind, payload: Any) -> Stored:
-    """POST a resource (RFC 7644 section 3.3); a group's members travel as a delta."""
+# -- validated requests: built before any transaction -------------------------------------
+
+
+@dataclass(frozen=True)
+class Creation:
+    """A validated POST (RFC 7644 section 3.3): the document, and a group's members apart."""
+
+    kind: ResourceKind
+    document: Document
+    members: MemberChanges | None = None
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A validated PUT (RFC 7644 section 3.5.1); ``members`` is a group's new member set."""
+
+    kind: ResourceKind
+    resource_id: str
+    document: Document
+    members: MemberChanges | None
+    if_match: ETags | None = None
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A validated PATCH (RFC 7644 section 3.5.2).
+
+    ``operations`` are what scim2-models applies to the stored document (None
+    when every operation was on a group's members); ``members`` is the member
+    delta, applied without reading or rewriting the group document.
+    """
+
+    kind: ResourceKind
+    resource_id: str
+    operations: PatchOp[Any] | None
+    members: MemberChanges
+    if_match: ETags | None = None
+
+
+def prepare_creation(kind: ResourceKind, payload: Any) -> Creation:
+    """Parse and validate a POST body, without touching the backend."""
     body = normalize_resource(kind, require_object(payload, "resource"))
     resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST)
     document = to_backend_document(resource)
     if kind is ResourceKind.GROUP:
-        members = creation_changes(document.pop("members", None))
-        return backend.create(kind, document, members=members)
-    return backend.create(kind, document)
+        return Creation(kind, document, creation_changes(document.pop("members", None)))
+    return Creation(kind, document)
 
 
-def replace_resource(
-    backend: Backend,
-    kind: ResourceKind,
-    resource_id: str,
-    payload: Any,
-    if_match: ETags | None = None,
-) -> Stored:
-    """PUT a resource (RFC 7644 section 3.5.1).
+def prepare_replacement(
+    kind: ResourceKind, resource_id: str, payload: Any, if_match: ETags | None = None
+) -> Replacement:
+    """Parse and validate a PUT body, without touching the backend.
 
     ``id``, if the body carries one, must be the one of the URL. A group's
     member list becomes the new member set, which the backend applies as a
@@ -102,8 +139,116 @@ def replace_resource(
     members = None
     if kind is ResourceKind.GROUP:
         members = replacement_changes(document.pop("members", None))
-    expected = expected_version(backend, kind, resource_id, if_match)
-    return backend.replace(kind, resource_id, document, members, expected_version=expected)
+    return Replacement(kind, resource_id, document, members, if_match)
+
+
+def prepare_patch(
+    kind: ResourceKind,
+    resource_id: str,
+    payload: Any,
+    settings: ScimSettings,
+    if_match: ETags | None = None,
+) -> Patch:
+    """Parse and validate a PatchOp body, without touching the backend."""
+    body = normalize_patch(kind, require_object(payload, "PATCH request"))
+    operations, members = parse_patch(kind, body, settings)
+    return Patch(kind, resource_id, operations, members, if_match)
+
+
+# -- applying them to a backend, inside the request's transaction -------------------------
+
+
+def apply_creation(backend: Backend, creation: Creation) -> Stored:
+    """POST a resource (RFC 7644 section 3.3); a group's members travel as a delta."""
+    return backend.create(creation.kind, creation.document, members=creation.members)
+
+
+def apply_replacement(backend: Backend, replacement: Replacement) -> Stored:
+    """PUT a resource (RFC 7644 section 3.5.1)."""
+    expected = expected_version(
+        backend, replacement.kind, replacement.resource_id, replacement.if_match
+    )
+    return backend.replace(
+        replacement.kind,
+        replacement.resource_id,
+        replacement.document,
+        replacement.members,
+        expected_version=expected,
+    )
+
+
+def apply_patch(
+    backend: Backend, patch: Patch, settings: ScimSettings, include_members: bool = True
+) -> PatchResult:
+    """PATCH a resource (RFC 7644 section 3.5.2): all operations apply, or none.
+
+    A PATCH that only changes a group's members is one call to
+    :meth:`Backend.update_members`: the group document is neither read nor
+    rewritten, and the work is O(k) in the members named.
+
+    Otherwise the stored resource is read, patched by scim2-models and written
+    back with the version it was read at. When another writer got there first
+    the backend refuses it, and the read-modify-write starts again, up to
+    ``settings.patch_retries`` times; a stale ``If-Match`` is refused at once.
+    """
+    kind, resource_id = patch.kind, patch.resource_id
+    if patch.operations is None:
+        expected = expected_version(backend, kind, resource_id, patch.if_match)
+        if patch.members.is_empty():
+            stored = backend.get(kind, resource_id, include_members=False)
+            return PatchResult(stored=stored, modified=False)
+        stored = backend.update_members(
+            resource_id, patch.members, expected_version=expected
+        )
+        return PatchResult(stored=stored, modified=True)
+    if kind is ResourceKind.GROUP:
+        include_members = False
+
+    attempts = settings.patch_retries + 1
+    for attempt in range(attempts):
+        stored = backend.get(kind, resource_id, include_members=include_members)
+        if patch.if_match is not None and not etag_matches(patch.if_match, stored.version):
+            raise PreconditionFailedException()
+        resource = from_stored(kind, stored.document)
+        modified = patch.operations.patch(resource, scim_policy=PATCH_POLICY)
+        if not modified and patch.members.is_empty():
+            return PatchResult(stored=stored, modified=False)
+        document = to_backend_document(resource)
+        if kind is ResourceKind.GROUP:
+            document.pop("members", None)
+        try:
+            written = backend.replace(
+                kind,
+                resource_id,
+                document,
+                None if patch.members.is_empty() else patch.members,
+                expected_version=stored.version,
+            )
+        except PreconditionFailedException:
+            if attempt + 1 >= attempts:
+                raise
+            continue
+        return PatchResult(stored=written, modified=True)
+    raise PreconditionFailedException()  # pragma: no cover - the loop returns or raises
+
+
+# -- both at once, for callers that have no lock to keep validation out of (Bulk) ---------
+
+
+def create_resource(backend: Backend, kind: ResourceKind, payload: Any) -> Stored:
+    """POST a resource (RFC 7644 section 3.3)."""
+    return apply_creation(backend, prepare_creation(kind, payload))
+
+
+def replace_resource(
+    backend: Backend,
+    kind: ResourceKind,
+    resource_id: str,
+    payload: Any,
+    if_match: ETags | None = None,
+) -> Stored:
+    """PUT a resource (RFC 7644 section 3.5.1)."""
+    return apply_replacement(backend, prepare_replacement(kind, resource_id, payload, if_match))
 
 
 def patch_resource(
@@ -115,46 +260,9 @@ def patch_resource(
     if_match: ETags | None = None,
     include_members: bool = True,
 ) -> PatchResult:
-    """PATCH a resource (RFC 7644 section 3.5.2): all operations apply, or none.
-
-    The stored resource is read, patched by scim2-models and written back
-    with the version it was read at. When another writer got there first the
-    backend refuses it, and the read-modify-write starts again, up to
-    ``settings.patch_retries`` times; a stale ``If-Match`` is refused at once.
-    A group's member operations become one delta, and its member list is
-    never read.
-    """
-    body = normalize_patch(kind, require_object(payload, "PATCH request"))
-    patch, members = parse_patch(kind, body, settings)
-    if kind is ResourceKind.GROUP:
-        include_members = False
-
-    attempts = settings.patch_retries + 1
-    for attempt in range(attempts):
-        stored = backend.get(kind, resource_id, include_members=include_members)
-        if if_match is not None and not etag_matches(if_match, stored.version):
-            raise PreconditionFailedException()
-        resource = from_stored(kind, stored.document)
-        modified = patch.patch(resource, scim_policy=PATCH_POLICY) if patch else False
-        if not modified and members.is_empty():
-            return PatchResult(stored=stored, modified=False)
-        document = to_backend_document(resource)
-        if kind is ResourceKind.GROUP:
-            document.pop("members", None)
-        try:
-            written = backend.replace(
-                kind,
-                resource_id,
-                document,
-                None if members.is_empty() else members,
-                expected_version=stored.version,
-            )
-        except PreconditionFailedException:
-            if attempt + 1 >= attempts:
-                raise
-            continue
-        return PatchResult(stored=written, modified=True)
-    raise PreconditionFailedException()  # pragma: no cover - the loop returns or raises
+    """PATCH a resource (RFC 7644 section 3.5.2)."""
+    patch = prepare_patch(kind, resource_id, payload, settings, if_match)
+    return apply_patch(backend, patch, settings, include_members)
 
 
 def parse_patch(

@@ -155,6 +155,20 @@ class FakeBackend:
         # As the SQL store: a group write is answered without its member list.
         return self._stored(kind, record, include_members=kind is ResourceKind.USER)
 
+    def update_members(
+        self, group_id: str, members: MemberChanges, *, expected_version: str | None = None
+    ) -> Stored:
+        self.store.calls.append(
+            ("update_members", ResourceKind.GROUP, group_id, members, expected_version)
+        )
+        record = self._record(ResourceKind.GROUP, group_id)
+        if expected_version is not None and expected_version != _etag(record.version):
+            raise PreconditionFailedException()
+        self._apply_members(record, members)
+        record.document["meta"]["lastModified"] = _now()
+        record.version = next(self.store.versions)
+        return self._stored(ResourceKind.GROUP, record, include_members=False)
+
     def delete(
         self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
     ) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from connector.db.statistics import StatisticsKeeper
-from connector.directory.store import SqlBackend
+from connector.directory.store import DirectoryStore
 from connector.web.app import hub_scim
 
 
@@ -20,7 +20,7 @@ def test_a_locked_database_answers_503_with_retry_after_not_500(
     def locked(*_args: Any, **_kwargs: Any) -> None:
         raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(SqlBackend, "list", locked)
+    monkeypatch.setattr(DirectoryStore, "list", locked)
     response = scim.get('/Users?filter=userName eq "ada@example.com"')
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"

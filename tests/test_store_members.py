@@ -1,4 +1,4 @@
-"""Group membership as O(k) set operations (RFC 7644 section 3.5.2, DESIGN.md rule 1).
+"""Group membership as O(k) set operations (RFC 7644 section 3.5.2).
 
 Okta pushes members in PATCH batches and may PUT a group's whole member
 list; Entra batches adds and removes into one PATCH. Whatever the size of the
@@ -16,28 +16,57 @@ from scim2_models import InvalidValueException
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.orm import Session
 
-from connector.directory.store import SqlBackend
+from connector.directory.store import SqlBackend, Written
 from connector.directory.tables import ScimResource
-from scim.backend import ListQuery, MemberChanges, ResourceKind
+from scim.backend import ListQuery, MemberChanges, ResourceKind, Stored
 
 USER = ResourceKind.USER
 GROUP = ResourceKind.GROUP
 
 
 class Recorder:
+    """The (joined, left) sets the store reported, one pair per membership change."""
+
     def __init__(self) -> None:
         self.changes: list[tuple[set[str], set[str]]] = []
 
-    def check_user(self, *args: Any) -> None: ...
-    def user_written(self, *args: Any) -> None: ...
-    def user_deleted(self, *args: Any) -> None: ...
-    def group_written(self, *args: Any) -> None: ...
-    def group_deleted(self, *args: Any) -> None: ...
+    def note(self, written: Written) -> Stored:
+        if written.added or written.removed:
+            self.changes.append((set(written.added), set(written.removed)))
+        return written.stored
 
-    def members_changed(
-        self, session: Session, org_id: int, group_id: str, added: set[str], removed: set[str]
-    ) -> None:
-        self.changes.append((added, removed))
+
+class RecordingBackend(SqlBackend):
+    """The directory store as the protocol layer sees it, noting what each write reported."""
+
+    def __init__(self, session: Session, org_id: int, recorder: Recorder) -> None:
+        super().__init__(session, org_id)
+        self.recorder = recorder
+
+    def create(
+        self, kind: ResourceKind, document: dict[str, Any], members: MemberChanges | None = None
+    ) -> Stored:
+        return self.recorder.note(self.store.create(kind, document, members))
+
+    def replace(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        document: dict[str, Any],
+        members: MemberChanges | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> Stored:
+        written = self.store.replace(
+            kind, resource_id, document, members, expected_version=expected_version
+        )
+        return self.recorder.note(written)
+
+    def update_members(
+        self, group_id: str, members: MemberChanges, *, expected_version: str | None = None
+    ) -> Stored:
+        written = self.store.update_members(group_id, members, expected_version=expected_version)
+        return self.recorder.note(written)
 
 
 @pytest.fixture
@@ -46,8 +75,8 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def backend(session: Session, org_id: int, recorder: Recorder) -> SqlBackend:
-    return SqlBackend(session, org_id, recorder)
+def backend(session: Session, org_id: int, recorder: Recorder) -> RecordingBackend:
+    return RecordingBackend(session, org_id, recorder)
 
 
 @pytest.fixture
@@ -247,7 +276,7 @@ class TestLabels:
         backend.commit()
         sent[users[500]] = "Person 500 (Ops)"
         recorder = Recorder()
-        backend.listener = recorder
+        backend.recorder = recorder
         with rowcounts_on(engine) as written:
             change(backend, group_id, replace=users, display=sent)
         assert [count for statement, count in written if "UPDATE group_members" in statement] == [1]

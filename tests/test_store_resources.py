@@ -17,11 +17,11 @@ from scim2_models import (
     PreconditionFailedException,
     UniquenessException,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from connector.db.engine import make_session_factory
-from connector.directory.store import SqlBackend
+from connector.directory.store import DirectoryStore, SqlBackend
 from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
 from scim.backend import ListQuery, MemberChanges, ResourceKind
 
@@ -363,95 +363,84 @@ class TestTenancy:
         assert backend.get(USER, user.id).document["groups"][0]["value"] == group.id
 
 
-class RecordingListener:
-    """Records every hook call, as the access engine will receive them."""
+class TestWhatEachWriteReports:
+    """The store tells its caller exactly what each write changed, and nothing more."""
 
-    def __init__(self, refuse_domain: str | None = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.refuse_domain = refuse_domain
-
-    def check_user(self, session: Session, org_id: int, document: dict[str, Any]) -> None:
-        if self.refuse_domain and str(document.get("userName", "")).endswith(self.refuse_domain):
-            raise InvalidValueException(detail="a Portal client's address")
-
-    def user_written(
-        self, session: Session, org_id: int, user_id: str, before: Any, after: Any
-    ) -> None:
-        self.calls.append(
-            (
-                "user_written",
-                user_id,
-                before and before["meta"]["version"],
-                after["meta"]["version"],
-            )
-        )
-
-    def user_deleted(
-        self, session: Session, org_id: int, user_id: str, before: Any, group_ids: set[str]
-    ) -> None:
-        self.calls.append(("user_deleted", user_id, group_ids))
-
-    def group_written(
-        self, session: Session, org_id: int, group_id: str, before: Any, after: Any
-    ) -> None:
-        self.calls.append(
-            ("group_written", group_id, before and before["displayName"], after["displayName"])
-        )
-
-    def group_deleted(
-        self, session: Session, org_id: int, group_id: str, before: Any, member_ids: set[str]
-    ) -> None:
-        self.calls.append(("group_deleted", group_id, member_ids))
-
-    def members_changed(
-        self, session: Session, org_id: int, group_id: str, added: set[str], removed: set[str]
-    ) -> None:
-        self.calls.append(("members_changed", group_id, added, removed))
-
-
-class TestListener:
-    def test_every_change_is_told_inside_the_transaction(
+    def test_every_write_reports_documents_and_member_deltas(
         self, session: Session, org_id: int
     ) -> None:
-        listener = RecordingListener()
-        backend = SqlBackend(session, org_id, listener)
-        ada = backend.create(USER, okta_user("ada"))
-        bob = backend.create(USER, okta_user("bob"))
-        staff = backend.create(
-            GROUP, {"displayName": "Staff"}, MemberChanges(add=frozenset({ada.id}))
+        store = DirectoryStore(session, org_id)
+        ada = store.create(USER, okta_user("ada"))
+        bob = store.create(USER, okta_user("bob"))
+        assert ada.before is None
+        assert ada.after["meta"]["version"] == 'W/"1"'
+        staff = store.create(
+            GROUP, {"displayName": "Staff"}, MemberChanges(add=frozenset({ada.stored.id}))
         )
-        backend.replace(USER, ada.id, okta_user("ada", title="x"))
-        backend.replace(
+        assert staff.added == {ada.stored.id}
+
+        retitled = store.replace(USER, ada.stored.id, okta_user("ada", title="x"))
+        assert retitled.before is not None
+        assert (retitled.before["meta"]["version"], retitled.after["meta"]["version"]) == (
+            'W/"1"',
+            'W/"2"',
+        )
+        assert retitled.attributes_changed
+
+        renamed = store.replace(
             GROUP,
-            staff.id,
+            staff.stored.id,
             {"displayName": "All staff"},
-            MemberChanges(add=frozenset({ada.id, bob.id})),
+            MemberChanges(add=frozenset({ada.stored.id, bob.stored.id})),
         )
-        backend.replace(
-            GROUP, staff.id, {"displayName": "All staff"}, MemberChanges(add=frozenset({ada.id}))
+        assert renamed.before is not None
+        assert (renamed.before["displayName"], renamed.after["displayName"]) == (
+            "Staff",
+            "All staff",
         )
-        backend.delete(USER, bob.id)
-        backend.delete(GROUP, staff.id)
-        assert listener.calls == [
-            ("user_written", ada.id, None, 'W/"1"'),
-            ("user_written", bob.id, None, 'W/"1"'),
-            ("group_written", staff.id, None, "Staff"),
-            ("members_changed", staff.id, {ada.id}, set()),
-            ("user_written", ada.id, 'W/"1"', 'W/"2"'),
-            ("group_written", staff.id, "Staff", "All staff"),
-            ("members_changed", staff.id, {bob.id}, set()),
-            ("group_written", staff.id, "All staff", "All staff"),
-            ("user_deleted", bob.id, {staff.id}),
-            ("group_deleted", staff.id, {ada.id}),
-        ]
+        assert (renamed.added, renamed.removed) == ({bob.stored.id}, set())
 
-    def test_check_user_refuses_before_anything_is_written(
-        self, session: Session, org_id: int
+        unchanged = store.replace(
+            GROUP,
+            staff.stored.id,
+            {"displayName": "All staff"},
+            MemberChanges(add=frozenset({ada.stored.id})),
+        )
+        assert not unchanged.attributes_changed
+        assert (unchanged.added, unchanged.removed) == (set(), set())
+
+        left = store.update_members(
+            staff.stored.id, MemberChanges(remove=frozenset({ada.stored.id}))
+        )
+        assert not left.attributes_changed
+        assert (left.added, left.removed) == (set(), {ada.stored.id})
+
+        assert store.delete(USER, bob.stored.id).related == {staff.stored.id}
+        assert store.delete(GROUP, staff.stored.id).related == set()
+
+    def test_a_members_only_update_touches_no_document_or_index_row(
+        self, session: Session, org_id: int, engine: Engine
     ) -> None:
-        backend = SqlBackend(session, org_id, RecordingListener(refuse_domain="@client.example"))
-        with pytest.raises(InvalidValueException, match="Portal"):
-            backend.create(USER, okta_user("eve@client.example"))
-        assert backend.list(USER, ListQuery()).total == 0
+        store = DirectoryStore(session, org_id)
+        ada = store.create(USER, okta_user("ada"))
+        staff = store.create(GROUP, {"displayName": "Staff", "externalId": "staff-1"})
+        seen: list[str] = []
+
+        def record(*args: Any) -> None:
+            seen.append(" ".join(str(args[2]).split()))
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            written = store.update_members(
+                staff.stored.id, MemberChanges(add=frozenset({ada.stored.id}))
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert written.stored.version == 'W/"2"'
+        assert not any("scim_attribute_values" in statement for statement in seen)
+        updates = [statement for statement in seen if statement.startswith("UPDATE scim_resources")]
+        assert len(updates) == 1
+        assert "document" not in updates[0].split(" RETURNING ")[0]
 
 
 class TestSavepoints:

@@ -18,7 +18,7 @@ from connector.access.mapping import group_ref_key
 from connector.db import dialect as sql
 from connector.db.base import utcnow
 from connector.derived.facts import OrgRules, find_user, forget_rules, load_rules
-from connector.derived.locks import lock_org_for_write
+from connector.derived.locks import lock_rules_exclusive, lock_rules_shared, lock_users
 from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
 from connector.directory.tables import GroupMember, ScimAttributeValue
@@ -41,7 +41,7 @@ def set_product_state(
             f"unknown product {product!r} (expected one of {', '.join(HUB_CATALOG.names)})"
         )
     new_state = ProductState.parse(state)
-    lock_org_for_write(session, org_id)
+    lock_rules_exclusive(session, org_id)
     row = session.get(ProductStateRow, (org_id, product))
     old_state = ProductState.NOT_SUBSCRIBED if row is None else ProductState.parse(row.state)
     if old_state is new_state:
@@ -145,7 +145,8 @@ def grant_manual(
     if problems:
         raise ValueError("; ".join(problem.message for problem in problems))
     user_id, user_name = find_user(session, org_id, user_ref)
-    lock_org_for_write(session, org_id)
+    lock_rules_shared(session, org_id)
+    lock_users(session, org_id, [user_id])
     row = session.get(ManualGrant, (org_id, user_id, product))
     before = None if row is None else _grant_json(row)
     if row is None:
@@ -179,7 +180,8 @@ def revoke_manual(
     What the mapping grants stays. Onboarding already done stays done (rule 10).
     """
     user_id, user_name = find_user(session, org_id, user_ref)
-    lock_org_for_write(session, org_id)
+    lock_rules_shared(session, org_id)
+    lock_users(session, org_id, [user_id])
     row = session.get(ManualGrant, (org_id, user_id, product))
     if row is None:
         return False

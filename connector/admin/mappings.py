@@ -41,7 +41,7 @@ from connector.derived.facts import (
     load_user_names,
     load_users,
 )
-from connector.derived.locks import lock_org_for_write
+from connector.derived.locks import lock_rules_exclusive
 from connector.derived.recompute import (
     UserChange,
     diff_access,
@@ -185,7 +185,7 @@ def apply_mapping(
     """
     config = parse_mapping(source, source=source_name)
     if not dry_run:
-        lock_org_for_write(session, org_id)
+        lock_rules_exclusive(session, org_id)
     old = load_rules(session, org_id)
     bindings = bind_rules(config, _group_refs(session, org_id), old.context.bindings)
     rules = OrgRules(

@@ -38,6 +38,23 @@ def read_only(session: Session) -> None:
     session.connection(execution_options={READ_ONLY: True})
 
 
+def begin_writing(session: Session) -> None:
+    """Make what ``session`` runs next part of a writing transaction.
+
+    On SQLite, a transaction begun as a reader (:func:`read_only`: a request's
+    credential check, the read half of a PATCH) ends here, so that the next
+    statement begins ``BEGIN IMMEDIATE`` and the database's write lock is
+    held only for the SQL of the change, never while a body is read or
+    validated. Call it before the first write and outside any savepoint. On
+    PostgreSQL readers and writers share one transaction: nothing to do.
+    """
+    if not session.in_transaction() or session.in_nested_transaction():
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and connection.get_execution_options().get(READ_ONLY):
+        session.commit()
+
+
 def _sqlite_begin(conn: Any) -> None:
     # A SQLite transaction that starts as a reader and later writes can fail
     # with SQLITE_BUSY without waiting; taking the write lock up front makes

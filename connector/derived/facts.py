@@ -12,9 +12,9 @@ import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, false, literal_column, null, select, union_all
+from sqlalchemy import Select, bindparam, false, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import ProductState
@@ -25,16 +25,14 @@ from connector.db import dialect as sql
 from connector.db.base import utcnow
 from connector.derived.memo import forget, recall, remember
 from connector.derived.tables import (
-    AccessSnapshot,
-    GroupBinding,
-    MappingDocument,
+    ACCESS_SNAPSHOTS,
+    GROUP_BINDINGS,
+    MANUAL_GRANTS,
+    MAPPINGS,
+    OWNER_HOLDS,
+    OWNER_SEATS,
+    PRODUCT_STATES,
     OnboardingDone,
-    OwnerHold,
-    OwnerSeat,
-    ProductStateRow,
-)
-from connector.derived.tables import (
-    ManualGrant as ManualGrantRow,
 )
 from connector.directory.tables import GROUP_MEMBERS, RESOURCES, ScimResource
 from scim.backend import ResourceKind
@@ -102,13 +100,13 @@ def email_addresses(document: Mapping[str, Any]) -> tuple[str, ...]:
 
 # -- the organization's rules ---------------------------------------------------------
 
-_MAPPINGS = cast(Table, MappingDocument.__table__)
-_BINDINGS = cast(Table, GroupBinding.__table__)
-_PRODUCT_STATES = cast(Table, ProductStateRow.__table__)
-_MANUAL_GRANTS = cast(Table, ManualGrantRow.__table__)
-_SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
-_SEATS = cast(Table, OwnerSeat.__table__)
-_HOLDS = cast(Table, OwnerHold.__table__)
+_MAPPINGS = MAPPINGS
+_BINDINGS = GROUP_BINDINGS
+_PRODUCT_STATES = PRODUCT_STATES
+_MANUAL_GRANTS = MANUAL_GRANTS
+_SNAPSHOTS = ACCESS_SNAPSHOTS
+_SEATS = OWNER_SEATS
+_HOLDS = OWNER_HOLDS
 
 # The mapping, its bindings and the product states in one round trip: rows
 # ("mapping", source, NULL), ("binding", ref_key, group_id), ("product", product, state).

@@ -1,14 +1,17 @@
-"""Derived access recomputed after a change, in the change's transaction (DESIGN.md rules 2-12).
+"""Derived access recomputed after a change, in the change's transaction (docs/rules.md).
 
 :func:`recompute` is the one path every change takes: a SCIM write (through
-:class:`connector.provisioning.listener.AccessListener`), a manual grant, a
-product state. It reads the facts of the users the change touched and of the
-Owner seats' holders, re-seats Owners with
-:func:`connector.access.owners.seat_owners`, derives each touched user's
-access with :func:`connector.access.derive.derive_access`, and stores the
+:mod:`connector.provisioning`), a manual grant, a product state, a mapping.
+It reads the facts of the users the change touched, re-seats Owners with
+:func:`connector.access.owners.seat_owners` when the change can move a seat
+(then with the seat holders' facts too), derives each touched user's access
+with :func:`connector.access.derive.derive_access`, and stores the
 snapshots, the seats and queue, the audit entries and the product events, all
-in the caller's transaction. The caller has taken the organization's write
-lock (:mod:`connector.derived.locks`) before touching the directory.
+in the caller's transaction.
+
+The caller holds the organization's rules (shared or exclusive) and the
+recomputed users' row locks (:mod:`connector.derived.locks`); this function
+takes the seat lock itself, only when the seats can move.
 
 Users who become Owner candidates in the same change queue in the order they
 were provisioned (oldest first): the store reports a membership delta as a
@@ -21,9 +24,9 @@ import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningDelete
 
@@ -36,6 +39,7 @@ from connector.access.owners import (
     OwnerSeats,
     seat_owners,
 )
+from connector.access.roles import Role
 from connector.db import dialect as sql
 from connector.db.base import utcnow
 from connector.derived.facts import (
@@ -48,7 +52,8 @@ from connector.derived.facts import (
     load_user_names,
     load_users,
 )
-from connector.derived.tables import AccessSnapshot, OwnerHold, OwnerSeat
+from connector.derived.locks import lock_seats
+from connector.derived.tables import ACCESS_SNAPSHOTS, OWNER_HOLDS, OWNER_SEATS
 from connector.provisioning.cause import Cause
 from connector.trail.journal import Journal
 
@@ -109,24 +114,28 @@ def recompute(
     context = rules.context
     gone = frozenset(deleted or {})
     fresh = {user.facts.user_id: user for user in created}
-    existing = list(user_ids)
-    if not existing and not gone and not _may_be_owners(fresh.values(), context):
-        # Only new users who cannot be Owners: no seat or queue place can move
-        # (the holders' facts did not change), and their standing is NONE.
-        stored = StoredSeats(OwnerSeats(), frozenset())
-    else:
+    wanted = list(dict.fromkeys(user for user in [*user_ids, *fresh] if user not in gone))
+    users = {**load_users(session, org_id, set(wanted) - fresh.keys(), rules), **fresh}
+    read_before = [user for user in wanted if user in users and user not in fresh]
+    before = load_snapshots(session, org_id, read_before)
+    before.update(drop_snapshots(session, org_id, sorted(gone)))
+    stored = StoredSeats(OwnerSeats(), frozenset())
+    if _moves_owners(users.values(), before.values(), context):
+        lock_seats(session, org_id)
         stored = load_seats(session, org_id)
-    wanted = list(dict.fromkeys(user for user in [*existing, *fresh] if user not in gone))
-    unread = {*wanted, *stored.known} - gone - stored.vanished - fresh.keys()
-    users = {**load_users(session, org_id, unread, rules), **fresh}
+        holders = set(stored.known) - users.keys() - gone - stored.vanished
+        users.update(load_users(session, org_id, holders, rules))
+        # A writer that held the seats before us may have moved these users' standing.
+        before.update(load_snapshots(session, org_id, read_before))
+        before.update(drop_snapshots(session, org_id, sorted(stored.vanished)))
     outcome = seat(stored, users, wanted, context, left=gone, now=moment)
     affected = sorted(
         user for user in outcome.affected_users if user in users and user not in wanted
     )
+    unread_before = [user for user in affected if user not in before]
+    before.update(load_snapshots(session, org_id, unread_before))
     derive_ids = [user for user in wanted if user in users] + affected
     removed_ids = sorted(gone | stored.vanished)
-    before = load_snapshots(session, org_id, [user for user in derive_ids if user not in fresh])
-    before.update(drop_snapshots(session, org_id, removed_ids))
     after = {
         user: derive_access(users[user].facts, context, outcome.after.standing(user))
         for user in derive_ids
@@ -145,8 +154,18 @@ def recompute(
     return Recomputed(tuple(changes), outcome)
 
 
-def _may_be_owners(users: Iterable[DirectoryUser], context: AccessContext) -> bool:
-    return any(qualifies_as_owner(user.facts, context) for user in users)
+def _moves_owners(
+    users: Iterable[DirectoryUser], before: Iterable[DerivedAccess], context: AccessContext
+) -> bool:
+    """Whether a change of these users can move an Owner seat or queue place.
+
+    Only when one of them qualifies as an Owner now, or had a seat or a place
+    in the queue before (docs/rules.md#owner-cap): every other change leaves
+    the seats alone, and so neither reads nor locks them.
+    """
+    return any(qualifies_as_owner(user.facts, context) for user in users) or any(
+        access.role is Role.OWNER or access.held or access.kept_as_last_owner for access in before
+    )
 
 
 def seat(
@@ -206,9 +225,9 @@ def removed_access(
     return changes
 
 
-_SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
-_SEATS = cast(Table, OwnerSeat.__table__)
-_HOLDS = cast(Table, OwnerHold.__table__)
+_SNAPSHOTS = ACCESS_SNAPSHOTS
+_SEATS = OWNER_SEATS
+_HOLDS = OWNER_HOLDS
 
 
 def save_snapshots(

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from connector.db.base import Base, UTCDateTime, utcnow
+from connector.db.base import Base, UTCDateTime, table_of, utcnow
 
 
 class MappingDocument(Base):
@@ -146,3 +146,13 @@ class OnboardingDone(Base):
     product: Mapped[str] = mapped_column(String(50), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+MAPPINGS = table_of(MappingDocument)
+GROUP_BINDINGS = table_of(GroupBinding)
+PRODUCT_STATES = table_of(ProductStateRow)
+MANUAL_GRANTS = table_of(ManualGrant)
+OWNER_SEATS = table_of(OwnerSeat)
+OWNER_HOLDS = table_of(OwnerHold)
+ACCESS_SNAPSHOTS = table_of(AccessSnapshot)
+ONBOARDING = table_of(OnboardingDone)

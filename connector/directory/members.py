@@ -3,7 +3,7 @@
 A delta naming k members costs O(k) statements' worth of work whatever the
 size of the group: the k ids are validated in one query, only missing pairs
 are inserted and only named pairs deleted, each statement reporting exactly
-the rows it changed (RETURNING) so the listener learns the exact delta.
+the rows it changed (RETURNING) so the caller learns the exact delta.
 A replacement set is applied as its difference against the stored set, in SQL.
 
 Each row keeps the member's ``display`` label as the client sent it (RFC 7643
@@ -14,7 +14,7 @@ so a PUT that changes one label rewrites one row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from scim2_models import InvalidValueException
 from sqlalchemy import ColumnElement, Update, delete, exists, insert, literal, select, update
@@ -28,21 +28,42 @@ from scim.backend import MemberChanges, ResourceKind
 _NAMED_IN_ERROR = 5
 
 
-def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> None:
-    """Every id to add or to keep names a User of this organization, else ``invalidValue``.
+def check_member_values(changes: MemberChanges) -> set[str]:
+    """Check what the store keeps of a delta, before the database: answer the ids to add.
 
-    One query for all ids; the users found are share-locked on PostgreSQL
-    (``FOR KEY SHARE``) so that none can be deleted before this transaction
-    inserts its membership. Labels are checked first, like every value the
-    store keeps (:mod:`connector.directory.indexing`).
+    Labels and ids must be storable (:mod:`connector.directory.indexing`),
+    else ``invalidValue``.
     """
     check_labels(changes.display)
     wanted = set(changes.add)
     if changes.replace is not None:
         wanted |= changes.replace
+    if wanted:
+        check_storable({"members": sorted(wanted)})
+    return wanted
+
+
+def unknown_members(unknown: Collection[str]) -> InvalidValueException:
+    """The ``invalidValue`` error for ids that name no User of the organization."""
+    listed = sorted(unknown)
+    named = ", ".join(repr(member) for member in listed[:_NAMED_IN_ERROR])
+    hidden = len(listed) - _NAMED_IN_ERROR
+    more = f" and {hidden} more" if hidden > 0 else ""
+    return InvalidValueException(
+        detail=f"members: {named}{more} do not name a User of this organization"
+    )
+
+
+def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> None:
+    """Every id to add or to keep names a User of this organization, else ``invalidValue``.
+
+    One query for all ids; the users found are share-locked on PostgreSQL
+    (``FOR KEY SHARE``) so that none can be deleted before this transaction
+    inserts its membership.
+    """
+    wanted = check_member_values(changes)
     if not wanted:
         return
-    check_storable({"members": sorted(wanted)})
     dialect = session.get_bind().dialect.name
     # By primary key alone, tenant and kind checked on the k rows found: a
     # tenant-wide index never looks cheaper to a planner short of statistics.
@@ -56,14 +77,8 @@ def check_member_ids(session: Session, org_id: int, changes: MemberChanges) -> N
         for user_id, owner, kind in rows
         if owner == org_id and kind == ResourceKind.USER.value
     }
-    unknown = sorted(wanted - found)
-    if unknown:
-        named = ", ".join(repr(member) for member in unknown[:_NAMED_IN_ERROR])
-        hidden = len(unknown) - _NAMED_IN_ERROR
-        more = f" and {hidden} more" if hidden > 0 else ""
-        raise InvalidValueException(
-            detail=f"members: {named}{more} do not name a User of this organization"
-        )
+    if wanted - found:
+        raise unknown_members(wanted - found)
 
 
 def check_labels(labels: Mapping[str, str]) -> None:

@@ -1,4 +1,12 @@
-"""``SqlBackend``: one organization's SCIM directory, fulfilling :class:`scim.backend.Backend`.
+"""One organization's SCIM directory in SQL: :class:`DirectoryStore` and :class:`SqlBackend`.
+
+:class:`DirectoryStore` keeps the directory and reports exactly what each
+write changed (:class:`Written`, :class:`Deleted`): the documents before and
+after, and the members who joined or left. It knows nothing of Hub access:
+the provisioning write path (:mod:`connector.provisioning`) calls it and acts
+on those reports. :class:`SqlBackend` is the same store seen through the
+protocol layer's contract (:class:`scim.backend.Backend`), for a directory
+that nothing follows.
 
 What the store keeps and returns (RFC 7643 section 3.1):
 
@@ -32,6 +40,10 @@ index for them.
 Deleting a user removes its memberships without bumping the groups'
 versions: taking those groups' locks while holding the user's could deadlock
 with a concurrent PATCH adding the user to one of them.
+
+Row locks: a replace takes its row ``FOR NO KEY UPDATE`` (the key does not
+change, so concurrent membership inserts, whose foreign-key checks take
+``FOR KEY SHARE`` on the user, are not blocked); a delete takes ``FOR UPDATE``.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ import builtins
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +81,6 @@ from connector.directory.indexing import (
     stored_document,
     value_rows,
 )
-from connector.directory.listener import DirectoryListener, NullListener
 from connector.directory.members import apply_member_changes, check_member_ids
 from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import resolve_attribute
@@ -105,7 +117,58 @@ _RESOURCE_COLUMNS = (
 _ROW_BY_ID = select(*_RESOURCE_COLUMNS, _RESOURCES.c.org_id, _RESOURCES.c.kind).where(
     _RESOURCES.c.id == bindparam("resource_id")
 )
-_ROW_BY_ID_FOR_UPDATE = _ROW_BY_ID.with_for_update()
+_ROW_BY_ID_FOR_UPDATE = _ROW_BY_ID.with_for_update(key_share=True)
+_ROW_BY_ID_FOR_DELETE = _ROW_BY_ID.with_for_update()
+
+# A members-only write bumps the group's version and reads back what the
+# answer needs, in one statement that also locks the row.
+_BUMP_GROUP = (
+    update(_RESOURCES)
+    .where(
+        _RESOURCES.c.id == bindparam("group_id"),
+        _RESOURCES.c.org_id == bindparam("group_org_id"),
+        _RESOURCES.c.kind == ResourceKind.GROUP.value,
+    )
+    .values(version=_RESOURCES.c.version + 1, modified_at=bindparam("now"))
+    .returning(*_RESOURCE_COLUMNS)
+)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one create, replace or member update did.
+
+    ``before`` and ``after`` are the documents with ``meta`` and without
+    ``members``/``groups`` (``before`` is None for a create, and ``after``
+    is ``before`` with a new version for a members-only update); ``added``
+    and ``removed`` are the users who joined and left the group, net.
+    ``stored`` is what the protocol layer answers with.
+    """
+
+    stored: Stored
+    before: Document | None
+    after: Document
+    added: frozenset[str] = field(default_factory=frozenset)
+    removed: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def attributes_changed(self) -> bool:
+        """Whether a top-level attribute other than ``meta`` differs from before."""
+        if self.before is None:
+            return True
+        return _without_meta(self.before) != _without_meta(self.after)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A deleted resource as it was, and a user's groups or a group's members then."""
+
+    before: Document
+    related: frozenset[str]
+
+
+def _without_meta(document: Document) -> Document:
+    return {key: value for key, value in document.items() if key != "meta"}
 
 
 def etag(version: int) -> str:
@@ -117,25 +180,21 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-class SqlBackend:
+class DirectoryStore:
     """The SCIM resources of organization ``org_id``, within the transaction of ``session``.
 
-    Every method may flush but only :meth:`commit` commits. ``listener`` is
-    told of each change inside the same transaction (see
-    :mod:`connector.directory.listener`).
+    Every method may flush but never commits: the caller owns the transaction.
     """
 
     def __init__(
         self,
         session: Session,
         org_id: int,
-        listener: DirectoryListener | None = None,
         *,
         models: dict[ResourceKind, type[Resource[Any]]] | None = None,
     ) -> None:
         self.session = session
         self.org_id = org_id
-        self.listener: DirectoryListener = listener or NullListener()
         self.models = {**DEFAULT_MODELS, **(models or {})}
 
     @property
@@ -176,16 +235,31 @@ class SqlBackend:
             self._attach_memberships(kind, documents)
         return Page(total=total, resources=documents)
 
+    def member_ids(self, group_id: str) -> builtins.list[str]:
+        """The ids of a group's members, as stored."""
+        member = _MEMBERS.c
+        return list(self.session.scalars(select(member.user_id).where(member.group_id == group_id)))
+
     # -- writes ------------------------------------------------------------
 
     def create(
-        self, kind: ResourceKind, document: Document, members: MemberChanges | None = None
-    ) -> Stored:
-        """RFC 7644 section 3.3; the name is unique per organization, case-insensitively."""
+        self,
+        kind: ResourceKind,
+        document: Document,
+        members: MemberChanges | None = None,
+        *,
+        members_checked: bool = False,
+    ) -> Written:
+        """RFC 7644 section 3.3; the name is unique per organization, case-insensitively.
+
+        ``members_checked``: the caller has already made sure (and locked) the
+        members to add are users of this organization.
+        """
         columns, kept = self._checked(kind, document)
         resource_id = str(uuid.uuid4())
         rows = value_rows(self.models[kind], kind, kept, resource_id, self.org_id)
-        if members is not None and kind is ResourceKind.GROUP:
+        adds_members = members is not None and kind is ResourceKind.GROUP
+        if adds_members and members is not None and not members_checked:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
         self._insert_unique(
@@ -207,12 +281,12 @@ class SqlBackend:
         )
         self._insert_values(rows)
         after = self._assemble(kind, resource_id, kept, 1, now, now)
-        self._written(kind, resource_id, None, after)
         result = dict(after)
-        if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
-            self._apply_members(resource_id, members)
+        added: frozenset[str] = frozenset()
+        if adds_members and members is not None and not members.is_empty():
+            added, _ = self.apply_members(resource_id, members)
             self._attach_memberships(kind, [result])
-        return Stored(resource_id, etag(1), result)
+        return Written(Stored(resource_id, etag(1), result), None, after, added)
 
     def replace(
         self,
@@ -222,13 +296,19 @@ class SqlBackend:
         members: MemberChanges | None = None,
         *,
         expected_version: str | None = None,
-    ) -> Stored:
-        """RFC 7644 sections 3.5.1 and 3.5.2: attributes and a member delta, atomically."""
+        members_checked: bool = False,
+    ) -> Written:
+        """RFC 7644 sections 3.5.1 and 3.5.2: attributes and a member delta, atomically.
+
+        The attribute-value index is rewritten only when an indexed value
+        changed: a PATCH of ``active`` (a column) leaves it alone.
+        """
         columns, kept = self._checked(kind, document)
         row = self._row(kind, resource_id, for_update=True)
         self._check_version(row.version, expected_version)
-        rows = value_rows(self.models[kind], kind, kept, resource_id, self.org_id)
-        if members is not None and kind is ResourceKind.GROUP:
+        model = self.models[kind]
+        rows = value_rows(model, kind, kept, resource_id, self.org_id)
+        if members is not None and kind is ResourceKind.GROUP and not members_checked:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
         version = row.version + 1
@@ -251,23 +331,77 @@ class SqlBackend:
             updated = self._renamed(kind, columns, statement)
         if getattr(updated, "rowcount", 1) != 1:
             raise PreconditionFailedException(detail="the resource changed during this request")
-        self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
-        self._insert_values(rows)
+        if rows != value_rows(model, kind, row.document, resource_id, self.org_id):
+            self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
+            self._insert_values(rows)
         before = self._document(kind, row)
         after = self._assemble(kind, resource_id, kept, version, row.created_at, now)
-        self._written(kind, resource_id, before, after)
+        added: frozenset[str] = frozenset()
+        removed: frozenset[str] = frozenset()
         if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
-            self._apply_members(resource_id, members)
+            added, removed = self.apply_members(resource_id, members)
         result_document = dict(after)
         if kind is ResourceKind.USER:
             self._attach_memberships(kind, [result_document])
-        return Stored(resource_id, etag(version), result_document)
+        return Written(
+            Stored(resource_id, etag(version), result_document), before, after, added, removed
+        )
+
+    def update_members(
+        self,
+        group_id: str,
+        members: MemberChanges,
+        *,
+        expected_version: str | None = None,
+        members_checked: bool = False,
+    ) -> Written:
+        """A member delta on a group whose attributes do not change (RFC 7644 section 3.5.2).
+
+        One UPDATE bumps the group's version and locks its row; the document is
+        neither validated nor rewritten, and no attribute-value row is touched.
+        """
+        stored = self.bump_group(group_id, expected_version=expected_version)
+        if not members_checked:
+            check_member_ids(self.session, self.org_id, members)
+        added, removed = self.apply_members(group_id, members)
+        return Written(stored, stored.document, stored.document, added, removed)
+
+    def apply_members(
+        self, group_id: str, changes: MemberChanges
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """Apply a checked member delta to a locked group: the users who joined and left, net."""
+        added, removed = apply_member_changes(self.session, self.org_id, group_id, changes)
+        return frozenset(added), frozenset(removed)
+
+    def bump_group(self, group_id: str, *, expected_version: str | None = None) -> Stored:
+        """Lock a group's row and give it a new version, as a member change does.
+
+        Answers the group, without its members. Raises ``NotFoundException``
+        or, when ``expected_version`` is stale, ``PreconditionFailedException``
+        (the bump is rolled back with the request).
+        """
+        if not isinstance(group_id, str) or len(group_id) > 36 or not storable(group_id):
+            raise NotFoundException(detail=f"Group {group_id!r} not found")
+        row = self.session.execute(
+            _BUMP_GROUP, {"group_id": group_id, "group_org_id": self.org_id, "now": utcnow()}
+        ).one_or_none()
+        if row is None:
+            raise NotFoundException(detail=f"Group {group_id!r} not found")
+        self._check_version(row.version - 1, expected_version)
+        return Stored(group_id, etag(row.version), self._document(ResourceKind.GROUP, row))
+
+    def lock(
+        self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
+        """Lock a resource's row for this transaction, checking ``expected_version`` first."""
+        row = self._row(kind, resource_id, for_update=True)
+        self._check_version(row.version, expected_version)
 
     def delete(
         self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
-    ) -> None:
-        """RFC 7644 section 3.6; a user's memberships go with it (DESIGN.md rule 8)."""
-        row = self._row(kind, resource_id, for_update=True)
+    ) -> Deleted:
+        """RFC 7644 section 3.6; a user's memberships go with it (docs/rules.md#leavers)."""
+        row = self._row(kind, resource_id, for_delete=True)
         self._check_version(row.version, expected_version)
         before = self._document(kind, row)
         member = _MEMBERS.c
@@ -276,7 +410,7 @@ class SqlBackend:
             if kind is ResourceKind.USER
             else (member.group_id, member.user_id)
         )
-        related = set(
+        related = frozenset(
             self.session.scalars(delete(_MEMBERS).where(own == resource_id).returning(other))
         )
         # Its attribute-value rows go with it (ON DELETE CASCADE).
@@ -285,10 +419,7 @@ class SqlBackend:
                 _RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version
             )
         )
-        if kind is ResourceKind.USER:
-            self.listener.user_deleted(self.session, self.org_id, resource_id, before, related)
-        else:
-            self.listener.group_deleted(self.session, self.org_id, resource_id, before, related)
+        return Deleted(before, related)
 
     # -- transactions --------------------------------------------------------
 
@@ -297,23 +428,28 @@ class SqlBackend:
         with self.session.begin_nested():
             yield
 
-    def commit(self) -> None:
-        self.session.commit()
-
-    def rollback(self) -> None:
-        self.session.rollback()
-
     # -- helpers -------------------------------------------------------------
 
     def _scope(self, kind: ResourceKind) -> builtins.list[ColumnElement[bool]]:
         return [_RESOURCES.c.org_id == self.org_id, _RESOURCES.c.kind == kind.value]
 
     def _row(
-        self, kind: ResourceKind, resource_id: str, *, for_update: bool = False
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        *,
+        for_update: bool = False,
+        for_delete: bool = False,
     ) -> ResourceRow:
         if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
-        query = _ROW_BY_ID_FOR_UPDATE if for_update else _ROW_BY_ID
+        query = (
+            _ROW_BY_ID_FOR_DELETE
+            if for_delete
+            else _ROW_BY_ID_FOR_UPDATE
+            if for_update
+            else _ROW_BY_ID
+        )
         row = self.session.execute(query, {"resource_id": resource_id}).one_or_none()
         if row is None or row.org_id != self.org_id or row.kind != kind.value:
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
@@ -327,8 +463,6 @@ class SqlBackend:
         name_info = resolve_attribute(self.models[kind], _NAME_ATTRIBUTE[kind])
         assert name_info is not None
         columns = resource_columns(kind, document, name_info.comparison_key)
-        if kind is ResourceKind.USER:
-            self.listener.check_user(self.session, self.org_id, document)
         return columns, stored_document(kind, document)
 
     def _insert_unique(
@@ -409,19 +543,6 @@ class SqlBackend:
         }
         return document
 
-    def _written(
-        self, kind: ResourceKind, resource_id: str, before: Document | None, after: Document
-    ) -> None:
-        if kind is ResourceKind.USER:
-            self.listener.user_written(self.session, self.org_id, resource_id, before, after)
-        else:
-            self.listener.group_written(self.session, self.org_id, resource_id, before, after)
-
-    def _apply_members(self, group_id: str, changes: MemberChanges) -> None:
-        added, removed = apply_member_changes(self.session, self.org_id, group_id, changes)
-        if added or removed:
-            self.listener.members_changed(self.session, self.org_id, group_id, added, removed)
-
     def _attach_memberships(self, kind: ResourceKind, documents: builtins.list[Document]) -> None:
         """Users' ``groups`` or Groups' ``members`` for a whole page, in one query."""
         if not documents:
@@ -464,3 +585,68 @@ class SqlBackend:
         key = _MEMBERSHIP_KEY[kind]
         for owner, entry in entries:
             by_id[owner].setdefault(key, []).append(entry)
+
+
+class SqlBackend:
+    """:class:`DirectoryStore` as the protocol layer's :class:`scim.backend.Backend`.
+
+    For a directory that nothing follows (the store's own tests, and the
+    contract suite); Hub's SCIM routes use :mod:`connector.provisioning`.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        org_id: int,
+        *,
+        models: dict[ResourceKind, type[Resource[Any]]] | None = None,
+    ) -> None:
+        self.store = DirectoryStore(session, org_id, models=models)
+        self.session = session
+        self.org_id = org_id
+
+    def get(self, kind: ResourceKind, resource_id: str, *, include_members: bool = True) -> Stored:
+        return self.store.get(kind, resource_id, include_members=include_members)
+
+    def list(self, kind: ResourceKind, query: ListQuery) -> Page:
+        return self.store.list(kind, query)
+
+    def create(
+        self, kind: ResourceKind, document: Document, members: MemberChanges | None = None
+    ) -> Stored:
+        return self.store.create(kind, document, members).stored
+
+    def replace(
+        self,
+        kind: ResourceKind,
+        resource_id: str,
+        document: Document,
+        members: MemberChanges | None = None,
+        *,
+        expected_version: str | None = None,
+    ) -> Stored:
+        written = self.store.replace(
+            kind, resource_id, document, members, expected_version=expected_version
+        )
+        return written.stored
+
+    def update_members(
+        self, group_id: str, members: MemberChanges, *, expected_version: str | None = None
+    ) -> Stored:
+        return self.store.update_members(
+            group_id, members, expected_version=expected_version
+        ).stored
+
+    def delete(
+        self, kind: ResourceKind, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
+        self.store.delete(kind, resource_id, expected_version=expected_version)
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self.store.savepoint()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()

@@ -11,7 +11,7 @@ set operations (RFC 7644 section 3.5.2) and never rewrite a member list.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -21,13 +21,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from connector.db.base import Base, UTCDateTime
+from connector.db.base import Base, UTCDateTime, table_of
 
 
 class ScimResource(Base):
@@ -116,6 +115,6 @@ class GroupMember(Base):
 # anywhere in a statement sends every execution through the ORM's compile
 # step, which on the store's small indexed queries costs about as much as the
 # query itself.
-RESOURCES = cast(Table, ScimResource.__table__)
-ATTRIBUTE_VALUES = cast(Table, ScimAttributeValue.__table__)
-GROUP_MEMBERS = cast(Table, GroupMember.__table__)
+RESOURCES = table_of(ScimResource)
+ATTRIBUTE_VALUES = table_of(ScimAttributeValue)
+GROUP_MEMBERS = table_of(GroupMember)

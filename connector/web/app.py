@@ -36,11 +36,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
 from connector.db.statistics import StatisticsKeeper
-from connector.derived.locks import lock_org_for_write
-from connector.directory.listener import DirectoryListener
-from connector.directory.store import SqlBackend
-from connector.provisioning.cause import Cause, reset_cause, set_cause
-from connector.provisioning.listener import AccessListener
+from connector.provisioning.cause import Cause
+from connector.provisioning.writes import ScimWrites
 from connector.settings import Settings, load_settings
 from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
 from connector.tenancy.oauth import create_token_blueprint
@@ -58,9 +55,6 @@ REALM = "hub-scim"
 
 logger = logging.getLogger(__name__)
 
-BeforeDirectoryWrite = Callable[[Session, int], None]
-"""Runs at the start of each mutating SCIM request, before the store touches the directory."""
-
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -75,8 +69,6 @@ class HubScim:
     rate_limiter: RateLimiter
     statistics: StatisticsKeeper
     owns_engine: bool
-    directory_listener: DirectoryListener | None = None
-    before_directory_write: BeforeDirectoryWrite | None = None
 
     def close(self) -> None:
         """Release the connection pool, unless the engine was handed in."""
@@ -94,12 +86,15 @@ def request_session() -> Session:
     """This request's database session, opened on first use, closed at teardown.
 
     A request that only reads (:func:`reads_only`) begins its transaction as
-    a reader (:func:`connector.db.engine.read_only`).
+    a reader (:func:`connector.db.engine.read_only`), and so does every SCIM
+    request: its credential is checked and its body read and validated
+    before the write path begins writing
+    (:func:`connector.db.engine.begin_writing`).
     """
     session: Session | None = g.get("hub_scim_session")
     if session is None:
         session = hub_scim().session_factory()
-        if reads_only():
+        if reads_only() or request.path.startswith(SCIM_PREFIX):
             read_only(session)
         g.hub_scim_session = session
     return session
@@ -118,9 +113,6 @@ def reads_only() -> bool:
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
-    cause_token = g.pop("hub_scim_cause_token", None)
-    if cause_token is not None:
-        reset_cause(cause_token)
     session: Session | None = g.pop("hub_scim_session", None)
     if session is not None:
         session.close()
@@ -138,20 +130,12 @@ def create_app(
     settings: Settings | None = None,
     *,
     engine: Engine | None = None,
-    directory_listener: DirectoryListener | None = None,
-    before_directory_write: BeforeDirectoryWrite | None = lock_org_for_write,
     **overrides: Any,
 ) -> Flask:
     """Build the service: ``settings`` (else loaded from the environment) plus ``overrides``.
 
     ``engine`` lets a caller share one engine between applications (the test
     suite does); otherwise the application creates and owns its own.
-    ``directory_listener`` follows every directory change inside the SCIM
-    request's transaction (:mod:`connector.directory.listener`); by default Hub's
-    access engine (:class:`connector.provisioning.AccessListener`).
-    ``before_directory_write`` runs first in every mutating SCIM request; by
-    default it takes the organization's write lock, so that changes to who
-    is Owner serialize across instances without deadlocks (DESIGN.md rule 3).
     """
     if settings is None:
         settings = load_settings(**overrides)
@@ -180,8 +164,6 @@ def create_app(
         rate_limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         statistics=StatisticsKeeper(engine),
         owns_engine=owns_engine,
-        directory_listener=directory_listener or AccessListener(),
-        before_directory_write=before_directory_write,
     )
     app.teardown_appcontext(_close_request_session)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
@@ -216,25 +198,18 @@ def scim_settings(settings: Settings) -> ScimSettings:
 
 
 def _request_backend() -> Backend:
-    state = hub_scim()
-    session = request_session()
-    org_id = request_org_id()
-    if request.method in _WRITE_METHODS and not request.path.endswith("/.search"):
-        _set_request_cause()
-        if state.before_directory_write is not None:
-            state.before_directory_write(session, org_id)
-    return SqlBackend(session, org_id, state.directory_listener)
+    """This request's organization, through Hub's write path (:mod:`connector.provisioning`).
 
-
-def _set_request_cause() -> None:
-    """Name this SCIM write in the audit trail: its credential and request line (rule 11)."""
-    if "hub_scim_cause_token" in g:
-        return
-    credential: AuthenticatedCredential = g.hub_scim_credential
+    The cause each write is audited with is this request's credential and
+    request line (docs/rules.md#audit).
+    """
+    credential: AuthenticatedCredential | None = g.get("hub_scim_credential")
+    if credential is None:
+        raise UnauthorizedException()
     cause = Cause(
         actor=f"scim:{credential.credential_id}", reason=f"{request.method} {request.path}"
     )
-    g.hub_scim_cause_token = set_cause(cause)
+    return ScimWrites(request_session(), credential.org_id, cause)
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
