@@ -1,4 +1,4 @@
-"""The two-Owner cap under concurrent IdP requests (DESIGN.md rule 3, issue 3 "Consistency").
+"""Derived access under concurrent IdP requests: the two-Owner cap, and no lost update.
 
 Several server processes (each with its own engine and connection pool, as
 gunicorn workers or app instances are) and several threads of one process
@@ -144,3 +144,101 @@ def test_threads_racing_to_seat_owners_never_fail_nor_lock(
 
     assert failures == []
     check_cap(hub, users)
+
+
+# -- no lost update: one user, two mapped groups, two writers at once -----------------------
+
+UNION_MAPPING = """\
+[[rules]]
+name = "Service desk admins"
+group = "Service Desk"
+role = "admin"
+
+[[rules]]
+name = "PSA technicians"
+group = "PSA Technicians"
+product = "psa"
+product_roles = ["technician"]
+permissions = ["psa.tickets.read", "psa.tickets.create"]
+"""
+
+ROUNDS = 12
+
+
+@pytest.fixture
+def two_mapped_groups(scim: ScimClient, engine: Engine, org_id: int) -> tuple[Hub, str, str]:
+    hub = Hub(engine, org_id)
+    hub.apply(UNION_MAPPING)
+    hub.product("psa", "active")
+    idp = Idp(scim)
+    return hub, idp.group("Service Desk"), idp.group("PSA Technicians")
+
+
+def join_at_once(scim: ScimClient, group: str, users: list[str], start: Waiter) -> list[str]:
+    """One IdP connection: for each round, wait for the other, then add that round's user."""
+    failures = []
+    for user in users:
+        start.wait()
+        response = scim.patch(f"/Groups/{group}", json=_add(group, user))
+        if response.status_code != 204:
+            failures.append(f"{user}: {response.status_code} {response.get_data(as_text=True)}")
+    return failures
+
+
+def join_in_process(
+    database_url: str, token: str, group: str, users: list[str], start: Waiter
+) -> list[str]:
+    app = create_app(database_url=database_url, rate_limit_per_minute=0)
+    try:
+        return join_at_once(ScimClient(app.test_client(), token), group, users, start)
+    finally:
+        hub_scim(app).close()
+
+
+def check_union(hub: Hub, users: list[str]) -> None:
+    """Each user has the Admin role of one group and the PSA grant of the other."""
+    for user in users:
+        access = hub.access(user)
+        assert access["role"] == "admin", (user, access)
+        assert "psa" in access["products"], (user, access)
+        assert hub.may(user, "psa.tickets.create"), user
+
+
+def test_two_server_processes_adding_one_user_to_two_mapped_groups_lose_nothing(
+    two_mapped_groups: tuple[Hub, str, str],
+    scim: ScimClient,
+    database_url: str,
+    scim_token: str,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers share one process here: the threaded race covers it")
+    hub, desk, psa = two_mapped_groups
+    users = [Idp(scim).user(f"race{n}@msp.example") for n in range(ROUNDS)]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+        start = manager.Barrier(2, timeout=120)
+        futures = [
+            pool.submit(join_in_process, database_url, scim_token, group, users, start)
+            for group in (desk, psa)
+        ]
+        failures = [failure for future in futures for failure in future.result(timeout=300)]
+
+    assert failures == []
+    check_union(hub, users)
+
+
+def test_two_threads_adding_one_user_to_two_mapped_groups_lose_nothing(
+    two_mapped_groups: tuple[Hub, str, str], scim: ScimClient, app: Flask, scim_token: str
+) -> None:
+    hub, desk, psa = two_mapped_groups
+    users = [Idp(scim).user(f"race{n}@msp.example") for n in range(ROUNDS)]
+    start = threading.Barrier(2, timeout=60)
+
+    def connection(group: str) -> list[str]:
+        return join_at_once(ScimClient(app.test_client(), scim_token), group, users, start)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [failure for result in pool.map(connection, (desk, psa)) for failure in result]
+
+    assert failures == []
+    check_union(hub, users)
