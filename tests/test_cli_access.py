@@ -23,6 +23,7 @@ from connector.cli import access as cli_access
 from connector.cli.main import cli
 from connector.db.engine import make_session_factory
 from connector.db.migrations import alembic_config, current_revision, head_revision
+from connector.errors import ANSWERS, InvalidInput, NotFound
 from connector.tenancy.credentials import Scope
 from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
@@ -142,6 +143,10 @@ def ok(result: Result) -> Result:
     return result
 
 
+NOT_FOUND = ANSWERS[NotFound].exit_code
+INVALID = ANSWERS[InvalidInput].exit_code
+
+
 def fails_cleanly(result: Result, message: str, exit_code: int = 1) -> None:
     assert result.exit_code == exit_code, result.output
     assert message in result.output
@@ -234,6 +239,7 @@ def test_mapping_for_an_unknown_organization_is_one_error_line(
     fails_cleanly(
         hub_scim("mapping", "apply", "--org", "nobody", str(mapping_file)),
         "no organization named 'nobody'",
+        exit_code=NOT_FOUND,
     )
 
 
@@ -277,7 +283,11 @@ def test_product_list_shows_every_product_and_its_state(
 def test_an_unknown_product_or_state_is_refused(
     hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    fails_cleanly(hub_scim("product", "set", "--org", org_name, "spreadsheets", "active"), "Error:")
+    fails_cleanly(
+        hub_scim("product", "set", "--org", org_name, "spreadsheets", "active"),
+        "Error:",
+        exit_code=INVALID,
+    )
     fails_cleanly(
         hub_scim("product", "set", "--org", org_name, "psa", "forever"), "forever", exit_code=2
     )
@@ -314,7 +324,7 @@ def test_a_grant_with_a_client_role_is_refused(
         "grant", "--org", org_name, "ada@msp.example", "psa", "--role", "portal_contact"
     )
 
-    fails_cleanly(result, "portal_contact")
+    fails_cleanly(result, "portal_contact", exit_code=INVALID)
 
 
 def test_a_grant_to_an_unknown_user_is_one_error_line(
@@ -323,6 +333,7 @@ def test_a_grant_to_an_unknown_user_is_one_error_line(
     fails_cleanly(
         hub_scim("grant", "--org", org_name, "nobody@msp.example", "psa"),
         "no user 'nobody@msp.example'",
+        exit_code=NOT_FOUND,
     )
 
 
@@ -372,7 +383,9 @@ def test_access_of_an_unknown_user_is_one_error_line(
     hub_scim: Callable[..., Result], org_name: str
 ) -> None:
     fails_cleanly(
-        hub_scim("access", "--org", org_name, "nobody@msp.example"), "no user 'nobody@msp.example'"
+        hub_scim("access", "--org", org_name, "nobody@msp.example"),
+        "no user 'nobody@msp.example'",
+        exit_code=NOT_FOUND,
     )
 
 
@@ -487,7 +500,11 @@ def test_a_webhook_receives_signed_events_once(
 
 
 def test_a_webhook_must_be_an_http_url(hub_scim: Callable[..., Result], org_name: str) -> None:
-    fails_cleanly(hub_scim("webhook", "add", "--org", org_name, "ftp://psa.example"), "http")
+    fails_cleanly(
+        hub_scim("webhook", "add", "--org", org_name, "ftp://psa.example"),
+        "http",
+        exit_code=INVALID,
+    )
 
 
 def test_a_grant_of_a_product_not_subscribed_says_it_is_dormant(

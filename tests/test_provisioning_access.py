@@ -17,6 +17,7 @@ from connector.derived.facts import UserNotFound
 from connector.derived.tables import AccessSnapshot
 from connector.directory.store import SqlBackend
 from connector.directory.tables import ScimResource
+from connector.errors import InvalidInput
 from connector.trail.audit import AuditEntry
 from connector.trail.events import Event
 from scim.backend import ResourceKind
@@ -197,7 +198,7 @@ def test_manual_grants_add_to_the_mapping_and_revoke_leaves_it(idp: Idp, hub: Hu
 def test_a_manual_grant_of_client_access_is_refused(idp: Idp, hub: Hub) -> None:
     idp.user("ada")
 
-    with pytest.raises(ValueError, match="client access"):
+    with pytest.raises(InvalidInput, match="client access"):
         hub.run(
             lambda s: grant_manual(s, hub.org_id, "ada", "psa", ["portal_contact"], [], actor="it")
         )

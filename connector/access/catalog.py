@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.access._text import quote
+from connector.errors import InvalidInput
 
 
 class ProductState(enum.Enum):
@@ -38,7 +39,7 @@ class ProductState(enum.Enum):
             return cls(key)
         except ValueError:
             known = ", ".join(state.value for state in cls)
-            raise ValueError(
+            raise InvalidInput(
                 f"unknown product state {quote(text)} (expected one of {known})"
             ) from None
 

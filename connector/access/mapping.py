@@ -44,6 +44,7 @@ from connector.access._source_lines import SourceLines
 from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, AccessMode, Catalog
 from connector.access.roles import Role
+from connector.errors import InvalidMapping
 
 TOP_LEVEL_KEYS = (
     "default_role",
@@ -79,7 +80,7 @@ class MappingProblem:
         return {"line": self.line, "message": self.message}
 
 
-class MappingError(ValueError):
+class MappingError(InvalidMapping):
     """A mapping file refused whole; ``problems`` lists all of them, in line order."""
 
     def __init__(self, problems: Iterable[MappingProblem], source: str = "mapping") -> None:

@@ -27,6 +27,7 @@ import functools
 from typing import Any
 
 from connector.access._text import quote
+from connector.errors import InvalidInput
 
 
 @functools.total_ordering
@@ -61,7 +62,9 @@ class Role(enum.Enum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise ValueError(f"unknown role {quote(text)} (expected one of {ROLE_NAMES})") from None
+            raise InvalidInput(
+                f"unknown role {quote(text)} (expected one of {ROLE_NAMES})"
+            ) from None
 
 
 _RANKS = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -91,7 +94,7 @@ class ItAction(enum.Enum):
             return cls(key)
         except ValueError:
             known = ", ".join(action.value for action in cls)
-            raise ValueError(f"unknown action {quote(text)} (expected one of {known})") from None
+            raise InvalidInput(f"unknown action {quote(text)} (expected one of {known})") from None
 
 
 PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {

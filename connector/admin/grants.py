@@ -22,6 +22,7 @@ from connector.derived.locks import lock_rules_exclusive, lock_rules_shared, loc
 from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
 from connector.directory.tables import GroupMember, ScimAttributeValue
+from connector.errors import InvalidInput
 from connector.provisioning.cause import Cause
 from connector.trail import audit
 from connector.trail.journal import Journal
@@ -33,11 +34,11 @@ def set_product_state(
     """Set a product ``active``, ``trial`` or ``not_subscribed`` (DESIGN.md rule 5).
 
     Grants of a not-subscribed product turn dormant and count again when it
-    is enabled; Owners gain or lose it with the product. Raises ValueError
+    is enabled; Owners gain or lose it with the product. Raises InvalidInput
     for an unknown product or state. Returns the access changes it caused.
     """
     if product not in HUB_CATALOG:
-        raise ValueError(
+        raise InvalidInput(
             f"unknown product {product!r} (expected one of {', '.join(HUB_CATALOG.names)})"
         )
     new_state = ProductState.parse(state)
@@ -137,13 +138,13 @@ def grant_manual(
 ) -> None:
     """Grant one user a product by hand, beside what the mapping gives (DESIGN.md rule 5).
 
-    Replaces an earlier manual grant of the same product. Raises ValueError
+    Replaces an earlier manual grant of the same product. Raises InvalidInput
     naming every problem (unknown product, role or permission, a client
     access role: rule 9) and UserNotFound.
     """
     problems = HUB_CATALOG.grant_problems(product, roles, permissions)
     if problems:
-        raise ValueError("; ".join(problem.message for problem in problems))
+        raise InvalidInput("; ".join(problem.message for problem in problems))
     user_id, user_name = find_user(session, org_id, user_ref)
     lock_rules_shared(session, org_id)
     lock_users(session, org_id, [user_id])
@@ -219,12 +220,14 @@ def complete_onboarding(
     """Mark a product's onboarding done for a user: once per user per product, ever (rule 10).
 
     True the first time, False after (idempotent; concurrent calls are safe).
-    Raises ValueError for a product without an onboarding flow, UserNotFound.
+    Raises InvalidInput for a product without an onboarding flow, UserNotFound.
     """
     found = HUB_CATALOG.product(product)
     if found is None or found.onboarding is None:
         with_flow = ", ".join(p.name for p in HUB_CATALOG if p.onboarding is not None)
-        raise ValueError(f"product {product!r} has no onboarding flow (those that do: {with_flow})")
+        raise InvalidInput(
+            f"product {product!r} has no onboarding flow (those that do: {with_flow})"
+        )
     user_id, user_name = find_user(session, org_id, user_ref)
     dialect = session.get_bind().dialect.name
     statement = postgresql_insert if dialect == "postgresql" else sqlite_insert

@@ -12,7 +12,6 @@ traceback. :data:`ACCESS_COMMANDS` are added to ``hub-scim`` by
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import time
@@ -31,7 +30,7 @@ from connector.admin.grants import grant_manual, revoke_manual, set_product_stat
 from connector.admin.health import health_report
 from connector.admin.mappings import apply_mapping, current_mapping, describe_change
 from connector.cli.common import command_session, database_url_option, handle_errors
-from connector.derived.facts import UserNotFound, load_user_names
+from connector.derived.facts import load_user_names
 from connector.derived.queries import user_access
 from connector.derived.tables import ProductStateRow
 from connector.tenancy.organizations import get_organization
@@ -51,16 +50,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 
 def _access_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """:func:`connector.cli.common.handle_errors`, plus an unknown user as one ``Error:`` line."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except UserNotFound as error:
-            raise click.ClickException(str(error)) from None
-
-    return handle_errors(wrapper)
+    """:func:`connector.cli.common.handle_errors`: every refusal as one ``Error:`` line."""
+    return handle_errors(command)
 
 
 def _actor() -> str:
@@ -165,10 +156,7 @@ def product_set(
     """Set PRODUCT to active, trial or not_subscribed; grants of a not-subscribed one go dormant."""
     with command_session(database_url) as session:
         org_id = _org_id(session, org_name)
-        try:
-            changes = set_product_state(session, org_id, product_name, state, actor=_actor())
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+        changes = set_product_state(session, org_id, product_name, state, actor=_actor())
         names = load_user_names(session, org_id, [change.user_id for change in changes])
     if as_json:
         _echo_json(
@@ -235,12 +223,9 @@ def grant(
     """Grant USER (id or userName) PRODUCT by hand, replacing their earlier manual grant of it."""
     with command_session(database_url) as session:
         org_id = _org_id(session, org_name)
-        try:
-            grant_manual(
-                session, org_id, user, product_name, list(roles), list(permissions), actor=_actor()
-            )
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+        grant_manual(
+            session, org_id, user, product_name, list(roles), list(permissions), actor=_actor()
+        )
         dormant = product_name in user_access(session, org_id, user)["dormant"]
     click.echo(
         f"Granted {product_name} to {user} "
@@ -386,10 +371,7 @@ def webhook() -> None:
 def webhook_add(org_name: str, url: str, database_url: str | None) -> None:
     """Register URL for the organization's events; the signing secret is printed once, last."""
     with command_session(database_url) as session:
-        try:
-            endpoint_id, secret = add_endpoint(session, _org_id(session, org_name), url)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+        endpoint_id, secret = add_endpoint(session, _org_id(session, org_name), url)
     click.echo(f"Added webhook {endpoint_id} for organization {org_name!r}: {url}")
     click.echo("Its signing secret (Hub-Signature header) is shown only this once:")
     click.echo(secret)

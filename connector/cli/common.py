@@ -23,9 +23,8 @@ from sqlalchemy.pool import NullPool
 
 from connector.db.engine import make_engine, make_session_factory
 from connector.db.migrations import current_revision, head_revision
+from connector.errors import HubError, answer_for
 from connector.settings import Settings, SettingsError, load_settings
-from connector.tenancy.credentials import CredentialNotFoundError
-from connector.tenancy.organizations import OrganizationExistsError, OrganizationNotFoundError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,8 +38,22 @@ database_url_option = click.option(
 )
 
 
+class Refusal(click.ClickException):
+    """A refusal of the connector as one ``Error:`` line, with the exit status of its kind."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        # click reads ``exit_code``, declared on the class; this one is per refusal.
+        vars(self)["exit_code"] = exit_code
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected failures into one ``Error:`` line and exit status 1."""
+    """Turn expected failures into one ``Error:`` line and the exit status of their kind.
+
+    A refusal of the connector (:class:`connector.errors.HubError`) exits with
+    the status :data:`connector.errors.ANSWERS` gives its kind; a configuration
+    or database failure, and a failure of the command's own, with 1.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -48,16 +61,8 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except SettingsError as error:
             raise click.ClickException(f"configuration: {error}") from None
-        except OrganizationNotFoundError as error:
-            raise click.ClickException(f"no organization named {error.args[0]!r}") from None
-        except OrganizationExistsError as error:
-            raise click.ClickException(
-                f"an organization named {error.args[0]!r} already exists"
-            ) from None
-        except CredentialNotFoundError:
-            raise click.ClickException(
-                "no credential of this organization matches that token or id"
-            ) from None
+        except HubError as error:
+            raise Refusal(str(error), answer_for(error).exit_code) from None
         except SQLAlchemyError as error:
             cause = str(getattr(error, "orig", None) or error).strip().splitlines()
             raise click.ClickException(

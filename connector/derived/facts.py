@@ -35,6 +35,7 @@ from connector.derived.tables import (
     OnboardingDone,
 )
 from connector.directory.tables import GROUP_MEMBERS, RESOURCES, ScimResource
+from connector.errors import NotFound
 from scim.backend import ResourceKind
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ BATCH_SIZE = 500
 """Users read and derived per round trip by org-wide recomputations (mapping, product state)."""
 
 
-class UserNotFound(LookupError):
+class UserNotFound(NotFound):
     """No user of this organization has this id or userName."""
 
     def __init__(self, user_ref: str) -> None:

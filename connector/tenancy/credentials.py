@@ -28,6 +28,7 @@ from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from connector.db.base import utcnow
+from connector.errors import NotFound
 from connector.tenancy.tables import Credential
 
 TOKEN_PREFIX = "hubscim_"  # noqa: S105 - a public marker, not a secret
@@ -50,8 +51,12 @@ class Scope(StrEnum):
 ISSUED_LABEL_PREFIX = "oauth:"
 
 
-class CredentialNotFoundError(LookupError):
+class CredentialNotFoundError(NotFound):
     """No credential of this organization matches the given token or id."""
+
+    def __init__(self) -> None:
+        # Never echo what was given: it may be a token.
+        super().__init__("no credential of this organization matches that token or id")
 
 
 def hash_token(token: str) -> str:
@@ -121,7 +126,7 @@ def revoke_credential(session: Session, org_id: int, token_or_id: str) -> Creden
         select(Credential).where(condition, Credential.org_id == org_id)
     ).one_or_none()
     if credential is None:
-        raise CredentialNotFoundError(token_or_id)
+        raise CredentialNotFoundError()
     now = utcnow()
     if credential.revoked_at is None:
         credential.revoked_at = now

@@ -9,25 +9,34 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from connector.errors import AlreadyExists, InvalidInput, NotFound
 from connector.tenancy.credentials import Scope, create_credential
 from connector.tenancy.tables import Organization
 
 DEFAULT_ORGANIZATION = "default"
 
 
-class OrganizationNotFoundError(LookupError):
+class OrganizationNotFoundError(NotFound):
     """No organization has this name."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no organization named {name!r}")
+        self.name = name
 
-class OrganizationExistsError(ValueError):
+
+class OrganizationExistsError(AlreadyExists):
     """An organization of this name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an organization named {name!r} already exists")
+        self.name = name
 
 
 def create_organization(session: Session, name: str) -> Organization:
     """Add an organization; its name must be new and not blank."""
     name = name.strip()
     if not name:
-        raise ValueError("an organization needs a name")
+        raise InvalidInput("an organization needs a name")
     if session.scalars(select(Organization.id).where(Organization.name == name)).first():
         raise OrganizationExistsError(name)
     organization = Organization(name=name)

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db import dialect as sql
 from connector.db.base import Base, UTCDateTime, utcnow
+from connector.errors import InvalidInput
 
 SIGNATURE_HEADER = "Hub-Signature"
 EVENT_ID_HEADER = "Hub-Event-Id"
@@ -174,7 +175,7 @@ def emit(
 def add_endpoint(session: Session, org_id: int, url: str) -> tuple[str, str]:
     """Register a webhook; returns its id and the signing secret (shown once)."""
     if not url.startswith(("https://", "http://")):
-        raise ValueError("an event endpoint must be an http(s) URL")
+        raise InvalidInput("an event endpoint must be an http(s) URL")
     endpoint = EventEndpoint(
         id=str(uuid.uuid4()), org_id=org_id, url=url, secret=secrets.token_urlsafe(32)
     )

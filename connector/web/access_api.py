@@ -35,8 +35,8 @@ from werkzeug.exceptions import HTTPException
 
 from connector.access.catalog import HUB_CATALOG
 from connector.admin.grants import complete_onboarding
-from connector.derived.facts import UserNotFound
 from connector.derived.queries import authorize_user, user_access
+from connector.errors import HubError, InvalidInput, NotFound, answer_for
 from connector.tenancy.credentials import AuthenticatedCredential, Scope
 from connector.tenancy.ratelimit import RateLimiter
 from connector.trail.events import event_body, events_after
@@ -121,7 +121,7 @@ def create_access_blueprint(
         )
 
     blueprint.register_error_handler(AccessApiError, _api_error)
-    blueprint.register_error_handler(UserNotFound, _user_not_found)
+    blueprint.register_error_handler(HubError, _refused)
     blueprint.register_error_handler(HTTPException, _http_error)
     blueprint.register_error_handler(Exception, _unexpected_error)
     return blueprint
@@ -227,11 +227,9 @@ def _require_onboarding_product(product: str) -> None:
     found = HUB_CATALOG.product(product)
     if found is None:
         known = ", ".join(HUB_CATALOG.names)
-        raise AccessApiError(
-            404, "not_found", f"unknown product {product!r} (expected one of {known})"
-        )
+        raise NotFound(f"unknown product {product!r} (expected one of {known})")
     if found.onboarding is None:
-        raise AccessApiError(400, "invalid_request", f"{product} has no onboarding flow")
+        raise InvalidInput(f"{product} has no onboarding flow")
 
 
 def _int_arg(name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
@@ -257,9 +255,13 @@ def _api_error(error: AccessApiError) -> Response:
     return error_response(error.status, error.error, error.detail)
 
 
-def _user_not_found(error: UserNotFound) -> Response:
-    # The same answer for an unknown user and another organization's (DESIGN.md "Words").
-    return error_response(404, "not_found", str(error))
+def _refused(error: HubError) -> Response:
+    """A refusal of the connector, answered as :data:`connector.errors.ANSWERS` says.
+
+    An unknown user and another organization's are the same ``not_found``.
+    """
+    answer = answer_for(error)
+    return error_response(answer.status, answer.api_error, str(error))
 
 
 def _http_error(error: HTTPException) -> Response:
