@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from connector.db.base import UTCDateTime, utcnow
 from connector.derived.tables import AccessSnapshot
+from connector.metrics import count_journal
 from connector.provisioning.cause import Cause
 from connector.trail import audit
 from connector.trail.audit import AuditEntry
@@ -116,6 +117,7 @@ class Journal:
                 self._write_at_once(session, org_id)
             else:
                 self._write_each(session, org_id)
+            count_journal([entry.action for entry in self.entries])
         self.new_snapshots, self.changed_snapshots = {}, {}
         self.entries, self.announcements = [], []
 
