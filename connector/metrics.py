@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +113,3 @@ def enable_multiprocess(directory: str | None = None) -> Path:
     # import; the instruments are not created yet, so they take the new one.
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
     return path
-
-
-def remove_multiprocess_directory(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
