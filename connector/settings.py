@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -90,12 +91,36 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # Webhooks (docs/webhooks.md). Networks (CIDR, comma-separated) a webhook
+    # may resolve to although they are loopback, private, link-local or
+    # reserved; empty: only public addresses.
+    webhook_allowed_networks: str = ""
+    # Overall deadline of one POST, connection to last byte.
+    webhook_timeout_seconds: int = 10
+    # A delivery is dead-lettered after this many attempts or this age.
+    webhook_max_attempts: int = 15
+    webhook_max_age_hours: int = 72
+
+    # Prometheus metrics (docs/observability.md), served by the gunicorn
+    # master on their own address; port 0: not served.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
     def __post_init__(self) -> None:
         _validate(self)
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """:attr:`webhook_allowed_networks` parsed (ValueError for a malformed one)."""
+        return tuple(
+            ip_network(item.strip(), strict=False)
+            for item in self.webhook_allowed_networks.split(",")
+            if item.strip()
+        )
 
     @property
     def scim_token_ttl(self) -> timedelta | None:
@@ -144,6 +169,10 @@ def _validate(settings: Settings) -> None:
         "workers": 1,
         "threads": 1,
         "request_timeout_seconds": 1,
+        "webhook_timeout_seconds": 1,
+        "webhook_max_attempts": 1,
+        "webhook_max_age_hours": 1,
+        "metrics_port": 0,
     }
     for name, minimum in minimums.items():
         value = getattr(settings, name)
@@ -156,6 +185,14 @@ def _validate(settings: Settings) -> None:
         )
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"{_env_name('port')} must be between 1 and 65535, got {settings.port}")
+    if settings.metrics_port > 65535:
+        raise SettingsError(
+            f"{_env_name('metrics_port')} must be between 0 and 65535, got {settings.metrics_port}"
+        )
+    try:
+        _ = settings.webhook_networks
+    except ValueError as error:
+        raise SettingsError(f"{_env_name('webhook_allowed_networks')}: {error}") from None
     if settings.log_level.upper() not in logging.getLevelNamesMapping():
         raise SettingsError(f"{_env_name('log_level')} is not a log level: {settings.log_level!r}")
 

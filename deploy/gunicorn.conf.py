@@ -38,3 +38,9 @@ errorlog = _options["errorlog"]
 loglevel = _options["loglevel"]
 proc_name = _options["proc_name"]
 control_socket_disable = _options["control_socket_disable"]
+# Prometheus metrics served by the master when HUB_SCIM_METRICS_PORT is set
+# (multiprocess mode: PROMETHEUS_MULTIPROC_DIR, else a temporary directory).
+if "when_ready" in _options:
+    on_starting = _options["on_starting"]
+    when_ready = _options["when_ready"]
+    child_exit = _options["child_exit"]

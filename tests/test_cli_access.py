@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ from connector.cli import access as cli_access
 from connector.cli.main import cli
 from connector.db.engine import make_session_factory
 from connector.db.migrations import alembic_config, current_revision, head_revision
-from connector.errors import ANSWERS, InvalidInput, NotFound
+from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
 from connector.tenancy.credentials import Scope
 from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
 from tests.fixtures_app import ScimClient, issue_token
+from tests.webhook_receiver import Receiver, running
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -450,27 +451,12 @@ def test_health_passes_once_an_owner_is_seated_and_every_rule_has_its_group(
 # -- webhooks --------------------------------------------------------------------
 
 
-class RecordingTransport:
-    """Stands in for ``requests.Session``: records each POST and answers 204."""
-
-    sent: list[tuple[str, bytes, Mapping[str, str]]] = []
-
-    def __enter__(self) -> RecordingTransport:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-    def post(self, url: str, *, data: bytes, headers: Mapping[str, str], timeout: float) -> Any:
-        self.sent.append((url, data, headers))
-        return type("Response", (), {"status_code": 204})()
-
-
 @pytest.fixture
-def transport(monkeypatch: pytest.MonkeyPatch) -> type[RecordingTransport]:
-    RecordingTransport.sent = []
-    monkeypatch.setattr(cli_access.requests, "Session", RecordingTransport)
-    return RecordingTransport
+def psa(monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> Iterator[Receiver]:
+    """A product's webhook on loopback, which the operator's allow-list admits."""
+    monkeypatch.setenv("HUB_SCIM_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    with running(Receiver()) as receiver:
+        yield receiver
 
 
 def test_a_webhook_receives_signed_events_once(
@@ -478,31 +464,96 @@ def test_a_webhook_receives_signed_events_once(
     hub_scim: Callable[..., Result],
     org_name: str,
     mapping_file: Path,
-    transport: type[RecordingTransport],
+    psa: Receiver,
 ) -> None:
-    hook = f"https://psa.example/hooks/{org_name}"
-    added = ok(hub_scim("webhook", "add", "--org", org_name, hook))
+    added = ok(hub_scim("webhook", "add", "--org", org_name, psa.url))
     secret = added.output.splitlines()[-1]
     ada = push_user(scim, "ada@msp.example")
     push_group(scim, "PSA Technicians", ada)
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
-    ok(hub_scim("events", "deliver", "--once"))
-    first_round = [sent for sent in transport.sent if sent[0] == hook]
-    ok(hub_scim("events", "deliver", "--once"))
+    ok(hub_scim("events", "deliver", "--once", "--org", org_name))
+    first_round = list(psa.received)
+    ok(hub_scim("events", "deliver", "--once", "--org", org_name))
 
     assert first_round
-    assert [sent for sent in transport.sent if sent[0] == hook] == first_round, "never twice"
-    for _url, body, headers in first_round:
-        signature = headers[SIGNATURE_HEADER]
+    assert psa.received == first_round, "never twice"
+    for received in first_round:
+        signature = received.headers[SIGNATURE_HEADER]
         signed_at = int(signature.split(",")[0].removeprefix("t="))
-        assert verify(secret, signature, body, now=signed_at)
+        assert verify(secret, signature, received.body, now=signed_at)
 
 
 def test_a_webhook_must_be_an_http_url(hub_scim: Callable[..., Result], org_name: str) -> None:
     fails_cleanly(
         hub_scim("webhook", "add", "--org", org_name, "ftp://psa.example"),
         "http",
+        exit_code=INVALID,
+    )
+
+
+def test_a_webhook_to_the_metadata_service_is_refused(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    fails_cleanly(
+        hub_scim("webhook", "add", "--org", org_name, "http://169.254.169.254/latest"),
+        "link-local",
+        exit_code=ANSWERS[Refused].exit_code,
+    )
+
+
+def test_it_lists_rotates_and_removes_a_webhook(
+    hub_scim: Callable[..., Result], org_name: str, psa: Receiver
+) -> None:
+    added = ok(hub_scim("webhook", "add", "--org", org_name, psa.url))
+    webhook_id = added.output.split()[2]
+    old_secret = added.output.splitlines()[-1]
+
+    rotated = ok(hub_scim("webhook", "rotate", "--org", org_name, webhook_id))
+    listed = json.loads(ok(hub_scim("webhook", "list", "--org", org_name, "--json")).output)
+    ok(hub_scim("webhook", "remove", "--org", org_name, webhook_id))
+    after = ok(hub_scim("webhook", "list", "--org", org_name))
+
+    assert rotated.output.splitlines()[-1] != old_secret
+    assert [(hook["id"], hook["url"]) for hook in listed] == [(webhook_id, psa.url)]
+    assert listed[0]["rotation_ends_at"] is not None
+    assert old_secret not in json.dumps(listed)
+    assert "no webhook" in after.output
+    fails_cleanly(
+        hub_scim("webhook", "remove", "--org", org_name, webhook_id),
+        "no webhook",
+        exit_code=NOT_FOUND,
+    )
+    trail = ok(hub_scim("audit", "--org", org_name)).output
+    for action in ("webhook.added", "webhook.secret_rotated", "webhook.removed"):
+        assert action in trail
+
+
+def test_events_are_replayed_by_sequence(
+    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, psa: Receiver
+) -> None:
+    ok(
+        hub_scim(
+            "grant",
+            "--org",
+            org_name,
+            push_user(scim, "ada@msp.example"),
+            "psa",
+            "--permission",
+            "psa.tickets.read",
+        )
+    )
+    ok(hub_scim("webhook", "add", "--org", org_name, psa.url))
+
+    replayed = ok(hub_scim("events", "replay", "--org", org_name, "--from", "1", "--to", "100"))
+    ok(hub_scim("events", "deliver", "--once", "--org", org_name))
+
+    assert "Queued" in replayed.output
+    assert psa.received, "events from before the webhook existed were delivered"
+    assert sorted(json.loads(r.body)["sequence"] for r in psa.received)[0] == 1
+    fails_cleanly(
+        hub_scim("events", "replay", "--org", org_name, "--from", "5", "--to", "1"),
+        "must not be after",
         exit_code=INVALID,
     )
 
@@ -521,6 +572,6 @@ def test_a_grant_of_a_product_not_subscribed_says_it_is_dormant(
 
 
 def test_the_deliverer_stops_after_its_rounds(
-    hub_scim: Callable[..., Result], transport: type[RecordingTransport]
+    hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    ok(hub_scim("events", "deliver", "--rounds", "2", "--interval", "0.1"))
+    ok(hub_scim("events", "deliver", "--rounds", "2", "--interval", "0.1", "--org", org_name))

@@ -19,6 +19,7 @@ from connector.access.catalog import counts
 from connector.access.derive import AccessContext
 from connector.access.mapping import group_ref_key
 from connector.access.owners import OwnerSeats
+from connector.admin.webhooks import dead_lettered_endpoints
 from connector.derived.facts import load_rules, load_seats, load_user_names
 from connector.derived.tables import ManualGrant
 from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
@@ -54,6 +55,8 @@ class HealthReport:
     mapping_applied: bool = False
     mapping_problem: str | None = None
     problems: tuple[str, ...] = field(default=())
+    # (id, url, dead-lettered deliveries) of webhooks that gave up on events.
+    dead_webhooks: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def without_owner(self) -> bool:
@@ -88,6 +91,10 @@ class HealthReport:
             ],
             "dormant_grants": [grant.to_json() for grant in self.dormant],
             "unbound_rules": list(self.unbound_rules),
+            "dead_lettered_webhooks": [
+                {"id": id_, "url": url, "dead_lettered": count}
+                for id_, url, count in self.dead_webhooks
+            ],
         }
 
     def to_text(self) -> str:
@@ -115,6 +122,8 @@ class HealthReport:
                 f"Rule {rule['rule']} (line {rule.get('line')}): "
                 f"group {rule['group']!r} never pushed"
             )
+        for id_, url, count in self.dead_webhooks:
+            lines.append(f"Webhook {id_} ({url}): {count} event(s) dead-lettered")
         return "\n".join(lines)
 
     def _name(self, user_id: str) -> str:
@@ -160,6 +169,12 @@ def health_report(session: Session, org_id: int) -> HealthReport:
         )
     if unbound:
         problems.append(f"{len(unbound)} rule(s) name a group the IdP has not pushed")
+    dead_webhooks = tuple(dead_lettered_endpoints(session, org_id))
+    for _id, url, count in dead_webhooks:
+        problems.append(
+            f"webhook {url} gave up on {count} event(s): fix it, then "
+            "`hub-scim events replay` (docs/webhooks.md)"
+        )
     return HealthReport(
         org_id=org_id,
         owners=owners,
@@ -170,6 +185,7 @@ def health_report(session: Session, org_id: int) -> HealthReport:
         mapping_applied=rules.source is not None,
         mapping_problem=rules.broken,
         problems=tuple(problems),
+        dead_webhooks=dead_webhooks,
     )
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import getpass
 import json
-import time
+import signal
+import threading
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
-import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,13 +30,31 @@ from connector.access.mapping import MappingError
 from connector.admin.grants import grant_manual, revoke_manual, set_product_state
 from connector.admin.health import health_report
 from connector.admin.mappings import apply_mapping, current_mapping, describe_change
-from connector.cli.common import command_session, database_url_option, handle_errors
+from connector.admin.webhooks import (
+    DEFAULT_ROTATION_GRACE,
+    add_webhook,
+    list_webhooks,
+    remove_webhook,
+    replay_events,
+    rotate_secret,
+)
+from connector.cli.common import (
+    command_session,
+    command_settings,
+    database_url_option,
+    handle_errors,
+)
 from connector.derived.facts import load_user_names
 from connector.derived.queries import user_access
 from connector.derived.tables import ProductStateRow
 from connector.tenancy.organizations import get_organization
 from connector.trail.audit import AuditRecord, iter_entries
-from connector.trail.events import add_endpoint, claim_due, post_deliveries, record_outcomes
+from connector.trail.delivery import (
+    DeliveryPolicy,
+    claim_due,
+    post_deliveries,
+    record_outcomes,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -360,7 +379,17 @@ def health(org_name: str, as_json: bool, database_url: str | None) -> None:
 
 @click.group()
 def webhook() -> None:
-    """Products' webhooks: where access-change events are delivered."""
+    """Products' webhooks: where access-change events are delivered (docs/webhooks.md)."""
+
+
+def _delivery_policy(database_url: str | None) -> DeliveryPolicy:
+    settings = command_settings(database_url=database_url)
+    return DeliveryPolicy(
+        allowed_networks=settings.webhook_networks,
+        timeout_seconds=float(settings.webhook_timeout_seconds),
+        max_attempts=settings.webhook_max_attempts,
+        max_age=timedelta(hours=settings.webhook_max_age_hours),
+    )
 
 
 @webhook.command("add")
@@ -369,11 +398,94 @@ def webhook() -> None:
 @database_url_option
 @_access_errors
 def webhook_add(org_name: str, url: str, database_url: str | None) -> None:
-    """Register URL for the organization's events; the signing secret is printed once, last."""
+    """Register URL for the organization's events; the signing secret is printed once, last.
+
+    The URL's host must resolve to public addresses only, unless
+    HUB_SCIM_WEBHOOK_ALLOWED_NETWORKS names its network.
+    """
+    policy = _delivery_policy(database_url)
     with command_session(database_url) as session:
-        endpoint_id, secret = add_endpoint(session, _org_id(session, org_name), url)
+        endpoint_id, secret = add_webhook(
+            session,
+            _org_id(session, org_name),
+            url,
+            actor=_actor(),
+            allowed_networks=policy.allowed_networks,
+        )
     click.echo(f"Added webhook {endpoint_id} for organization {org_name!r}: {url}")
     click.echo("Its signing secret (Hub-Signature header) is shown only this once:")
+    click.echo(secret)
+
+
+@webhook.command("list")
+@org_option
+@json_option
+@database_url_option
+@_access_errors
+def webhook_list(org_name: str, as_json: bool, database_url: str | None) -> None:
+    """The organization's webhooks, their backlog and dead letters; never their secrets."""
+    with command_session(database_url) as session:
+        hooks = list_webhooks(session, _org_id(session, org_name))
+    if as_json:
+        _echo_json([hook.to_json() for hook in hooks])
+        return
+    if not hooks:
+        click.echo(f"Organization {org_name!r} has no webhook.")
+    for hook in hooks:
+        rotation = (
+            f", previous secret valid until {hook.rotation_ends_at.isoformat(timespec='seconds')}"
+            if hook.rotation_ends_at
+            else ""
+        )
+        click.echo(
+            f"{hook.id}  {hook.url}  pending {hook.pending}, dead-lettered "
+            f"{hook.dead_lettered}{rotation}"
+        )
+        if hook.last_error:
+            click.echo(f"    last error: {hook.last_error}")
+
+
+@webhook.command("remove")
+@org_option
+@click.argument("endpoint_id", metavar="WEBHOOK_ID")
+@database_url_option
+@_access_errors
+def webhook_remove(org_name: str, endpoint_id: str, database_url: str | None) -> None:
+    """Remove a webhook and its undelivered deliveries (the events stay readable by polling)."""
+    with command_session(database_url) as session:
+        remove_webhook(session, _org_id(session, org_name), endpoint_id, actor=_actor())
+    click.echo(f"Removed webhook {endpoint_id}.")
+
+
+@webhook.command("rotate")
+@org_option
+@click.argument("endpoint_id", metavar="WEBHOOK_ID")
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_ROTATION_GRACE.total_seconds() / 3600,
+    show_default=True,
+    help="Hours the previous secret keeps signing beside the new one.",
+)
+@database_url_option
+@_access_errors
+def webhook_rotate(
+    org_name: str, endpoint_id: str, grace_hours: float, database_url: str | None
+) -> None:
+    """A new signing secret, printed once, last; both sign deliveries during the grace period."""
+    with command_session(database_url) as session:
+        secret = rotate_secret(
+            session,
+            _org_id(session, org_name),
+            endpoint_id,
+            actor=_actor(),
+            grace=timedelta(hours=grace_hours),
+        )
+    click.echo(
+        f"Rotated the secret of webhook {endpoint_id}: for {grace_hours:g} h deliveries carry "
+        "two v1= signatures, by the new and the previous secret."
+    )
+    click.echo("The new signing secret is shown only this once:")
     click.echo(secret)
 
 
@@ -382,8 +494,29 @@ def events() -> None:
     """Access-change events for Hub's products."""
 
 
+class _StopSignal:
+    """Set by SIGTERM or SIGINT: the deliverer finishes its round, records it, and exits."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __enter__(self) -> _StopSignal:
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        self.event.set()
+
+
 @events.command("deliver")
 @click.option("--once", is_flag=True, help="One round of due deliveries, then exit.")
+@click.option("--forever", is_flag=True, help="Rounds until SIGTERM or Ctrl-C (the default).")
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
@@ -395,7 +528,7 @@ def events() -> None:
     "--rounds",
     type=click.IntRange(min=0),
     default=0,
-    help="Stop after this many rounds (default: until interrupted).",
+    help="Stop after this many rounds (default: until stopped).",
 )
 @click.option(
     "--batch",
@@ -404,33 +537,82 @@ def events() -> None:
     show_default=True,
     help="Deliveries attempted per round.",
 )
+@click.option("--org", "org_name", default=None, help="Only this organization's webhooks.")
 @database_url_option
 @_access_errors
 def events_deliver(
-    once: bool, interval: float, rounds: int, batch: int, database_url: str | None
+    once: bool,
+    forever: bool,
+    interval: float,
+    rounds: int,
+    batch: int,
+    org_name: str | None,
+    database_url: str | None,
 ) -> None:
-    """POST due events to every organization's webhooks, signed; retried with backoff."""
+    """POST due events to every organization's webhooks, signed; retried with backoff.
+
+    Each POST has an overall deadline (HUB_SCIM_WEBHOOK_TIMEOUT_SECONDS),
+    endpoints are posted to concurrently, and a delivery failing
+    HUB_SCIM_WEBHOOK_MAX_ATTEMPTS times or older than
+    HUB_SCIM_WEBHOOK_MAX_AGE_HOURS is dead-lettered. SIGTERM ends the loop
+    after the round in progress is recorded.
+    """
+    if once and (forever or rounds):
+        raise click.UsageError("--once goes with neither --forever nor --rounds")
+    policy = _delivery_policy(database_url)
+    org_id = None
+    if org_name is not None:
+        with command_session(database_url) as session:
+            org_id = _org_id(session, org_name)
     limit = 1 if once else rounds
     done = 0
-    with requests.Session() as transport:
-        try:
-            while True:
-                # Claim, post, record: no database lock is held while posting.
-                with command_session(database_url) as session:
-                    claimed = claim_due(session, limit=batch)
-                outcomes = post_deliveries(claimed, transport)
-                with command_session(database_url) as session:
-                    report = record_outcomes(session, outcomes)
-                if once or report.delivered or report.failed:
-                    click.echo(f"Delivered {report.delivered}, failed {report.failed}.")
-                done += 1
-                if limit and done >= limit:
-                    return
-                # A full batch means more are due: go on without waiting.
-                if report.delivered + report.failed < batch:
-                    time.sleep(interval)
-        except KeyboardInterrupt:
-            click.echo("Stopped.")
+    with _StopSignal() as stop:
+        while not stop.event.is_set():
+            # Claim, post, record: no database lock is held while posting.
+            with command_session(database_url) as session:
+                claimed = claim_due(session, limit=batch, org_id=org_id)
+            outcomes = post_deliveries(claimed, policy)
+            with command_session(database_url) as session:
+                report = record_outcomes(session, outcomes, policy)
+            if once or report.attempted:
+                click.echo(
+                    f"Delivered {report.delivered}, failed {report.failed}, "
+                    f"dead-lettered {report.dead_lettered}."
+                )
+            done += 1
+            if limit and done >= limit:
+                return
+            # A full batch means more are due: go on without waiting.
+            if report.attempted + report.skipped < batch:
+                stop.event.wait(interval)
+    click.echo("Stopped.")
+
+
+@events.command("replay")
+@org_option
+@click.option("--from", "first", type=click.IntRange(min=1), required=True, help="First sequence.")
+@click.option("--to", "last", type=click.IntRange(min=1), required=True, help="Last sequence.")
+@click.option("--webhook", "endpoint_id", default=None, help="Only this webhook (its id).")
+@database_url_option
+@_access_errors
+def events_replay(
+    org_name: str, first: int, last: int, endpoint_id: str | None, database_url: str | None
+) -> None:
+    """Queue the organization's events FROM..TO (their ``sequence``) again for its webhooks.
+
+    Delivered and dead-lettered deliveries are sent again at the next round;
+    a webhook's dead-letter flag in ``health`` clears once they are queued.
+    """
+    with command_session(database_url) as session:
+        report = replay_events(
+            session,
+            _org_id(session, org_name),
+            first,
+            last,
+            actor=_actor(),
+            endpoint_id=endpoint_id,
+        )
+    click.echo(f"Queued {report.queued} delivery(ies) of {report.events} event(s) again.")
 
 
 ACCESS_COMMANDS: tuple[click.Command, ...] = (

@@ -2,10 +2,12 @@
 
 An event is written to an outbox table in the same transaction as the change
 it announces, so no committed change goes unannounced and no rolled-back one
-is announced. A deliverer later POSTs each event to every endpoint the
-organization registered, signed with that endpoint's secret, and retries with
-exponential backoff until the endpoint answers 2xx. Products must therefore
-accept duplicates: every event carries a stable ``id``.
+is announced. A deliverer (:mod:`connector.trail.delivery`) later POSTs each
+event to every endpoint the organization registered, signed at send time with
+that endpoint's secret, and retries with exponential backoff until the
+endpoint answers 2xx or the delivery is dead-lettered. Products must therefore
+accept duplicates: every event carries a stable ``id``, and a ``sequence``
+that counts the organization's own events (never another's).
 
 Products that cannot receive webhooks may also read the same events in order
 from the access API (``GET /api/v1/events?after=ID``).
@@ -16,13 +18,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
-import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -38,19 +38,23 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db import dialect as sql
 from connector.db.base import Base, UTCDateTime, utcnow
-from connector.errors import InvalidInput
 
 SIGNATURE_HEADER = "Hub-Signature"
 EVENT_ID_HEADER = "Hub-Event-Id"
-MAX_BACKOFF = timedelta(hours=1)
 
 
 class EventEndpoint(Base):
-    """A product's webhook. The secret signs deliveries, so it is kept, unlike tokens."""
+    """A product's webhook. The secret signs deliveries, so it is kept, unlike tokens.
+
+    During a rotation the previous secret keeps signing, beside the new one,
+    until ``previous_secret_expires_at``.
+    """
 
     __tablename__ = "event_endpoints"
 
@@ -59,22 +63,55 @@ class EventEndpoint(Base):
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    previous_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True
+    )
+
+    def signing_secrets(self, now: datetime) -> tuple[str, ...]:
+        """The current secret, then the previous one while its grace period lasts."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret and expires is not None and expires > now:
+            return (self.secret, self.previous_secret)
+        return (self.secret,)
 
 
 class Event(Base):
+    """One announced change; ``sequence`` counts the organization's own events only."""
+
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_org_id_id", "org_id", "id"),)
+    __table_args__ = (Index("ux_events_org_id_sequence", "org_id", "sequence", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(36), unique=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(100))
     subject: Mapped[str] = mapped_column(String(300))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class EventCounter(Base):
+    """The last event sequence number of one organization.
+
+    Bumped in the transaction that writes the events: the row is locked
+    until that transaction ends, so an organization's events are numbered
+    and committed in the same order (a poller reading ``after=N`` never
+    misses one committed late), and organizations never wait on each other.
+    """
+
+    __tablename__ = "event_counters"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_sequence: Mapped[int] = mapped_column(Integer)
+
+
 class EventDelivery(Base):
+    """One event to one endpoint: pending, delivered, or dead-lettered after too many tries."""
+
     __tablename__ = "event_deliveries"
     __table_args__ = (Index("ix_event_deliveries_due", "delivered_at", "next_attempt_at"),)
 
@@ -87,13 +124,8 @@ class EventDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
-
-
-class Transport(Protocol):
-    """The part of ``requests.Session`` the deliverer uses; tests pass a fake."""
-
-    def post(self, url: str, *, data: bytes, headers: Mapping[str, str], timeout: float) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -108,7 +140,42 @@ class Announcement:
 _EVENTS = cast(Table, Event.__table__)
 _DELIVERIES = cast(Table, EventDelivery.__table__)
 _ENDPOINTS = cast(Table, EventEndpoint.__table__)
+_COUNTERS = cast(Table, EventCounter.__table__)
 _INSERT_EVENTS = insert(_EVENTS)
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's ``insert`` (both have ``on_conflict_do_update``)."""
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
+
+
+def bump_counter(dialect: str, org_id: Any, count: Any) -> Any:
+    """``INSERT .. ON CONFLICT DO UPDATE`` adding ``count`` to the counter, returning the last.
+
+    ``org_id`` and ``count`` are SQL expressions (bound parameters); nothing
+    is written when ``count`` is 0.
+    """
+    statement = dialect_insert(dialect)(_COUNTERS).from_select(
+        ["org_id", "last_sequence"], select(org_id, count).where(count > 0)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[_COUNTERS.c.org_id],
+        set_={"last_sequence": _COUNTERS.c.last_sequence + statement.excluded.last_sequence},
+    ).returning(_COUNTERS.c.last_sequence)
+
+
+@functools.cache
+def _bump_counter(dialect: str) -> Any:
+    return bump_counter(
+        dialect, bindparam("org_id", type_=Integer()), bindparam("count", type_=Integer())
+    )
+
+
+def next_sequences(session: Session, org_id: int, count: int) -> range:
+    """Reserve ``count`` sequence numbers of ``org_id``, locking its counter until commit."""
+    dialect = session.get_bind().dialect.name
+    last = session.execute(_bump_counter(dialect), {"org_id": org_id, "count": count}).scalar_one()
+    return range(last - count + 1, last + 1)
 
 
 @functools.cache
@@ -134,24 +201,26 @@ def _insert_deliveries(dialect: str) -> Insert:
 def write_events(session: Session, org_id: int, announcements: Sequence[Announcement]) -> None:
     """Write ``announcements`` in order, each with a pending delivery per registered endpoint.
 
-    Two statements whatever their number, inside the caller's transaction:
-    the events, then their deliveries to the endpoints registered now (none
-    is written for an organization without endpoints), so no lookup of the
-    endpoints comes first.
+    Three statements whatever their number, inside the caller's transaction:
+    the organization's counter, the events, then their deliveries to the
+    endpoints registered now (none is written for an organization without
+    endpoints), so no lookup of the endpoints comes first.
     """
     if not announcements:
         return
     now = utcnow()
+    sequences = next_sequences(session, org_id, len(announcements))
     rows: list[dict[str, Any]] = [
         {
             "uid": str(uuid.uuid4()),
             "org_id": org_id,
+            "sequence": sequence,
             "type": item.type,
             "subject": item.subject,
             "payload": item.payload,
             "created_at": now,
         }
-        for item in announcements
+        for sequence, item in zip(sequences, announcements, strict=True)
     ]
     session.execute(_INSERT_EVENTS, rows)
     dialect = session.get_bind().dialect.name
@@ -172,22 +241,11 @@ def emit(
     write_events(session, org_id, [Announcement(event_type, subject, payload)])
 
 
-def add_endpoint(session: Session, org_id: int, url: str) -> tuple[str, str]:
-    """Register a webhook; returns its id and the signing secret (shown once)."""
-    if not url.startswith(("https://", "http://")):
-        raise InvalidInput("an event endpoint must be an http(s) URL")
-    endpoint = EventEndpoint(
-        id=str(uuid.uuid4()), org_id=org_id, url=url, secret=secrets.token_urlsafe(32)
-    )
-    session.add(endpoint)
-    session.flush()
-    return endpoint.id, endpoint.secret
-
-
 def event_body(event: Event) -> dict[str, Any]:
+    """The JSON products receive; ``sequence`` is the organization's own count."""
     return {
         "id": event.uid,
-        "sequence": event.id,
+        "sequence": event.sequence,
         "type": event.type,
         "subject": event.subject,
         "occurred_at": event.created_at.isoformat().replace("+00:00", "Z"),
@@ -197,139 +255,34 @@ def event_body(event: Event) -> dict[str, Any]:
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>``: binds the body to a time."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+
+
+def sign_all(secrets_: Sequence[str], timestamp: int, body: bytes) -> str:
+    """One ``v1=`` per secret (``t=..,v1=<new>,v1=<previous>`` during a rotation)."""
+    return ",".join([f"t={timestamp}", *(f"v1={_mac(s, timestamp, body)}" for s in secrets_)])
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
 def verify(secret: str, header: str, body: bytes, *, now: int, tolerance: int = 300) -> bool:
-    """What a product does on receipt: check the signature and reject stale replays."""
-    try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), header)
+    """What a product does on receipt: check the signature and reject stale replays.
 
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    delivered: int
-    failed: int
-
-
-@dataclass(frozen=True)
-class PendingDelivery:
-    """A claimed delivery, detached from the database to be posted outside a transaction."""
-
-    event_id: int
-    endpoint_id: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    attempts: int
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    pending: PendingDelivery
-    status: int
-    error: str
-
-    @property
-    def delivered(self) -> bool:
-        return 200 <= self.status < 300
-
-
-CLAIM_LEASE = timedelta(minutes=5)
-
-
-def claim_due(
-    session: Session, *, now: datetime | None = None, limit: int = 100
-) -> list[PendingDelivery]:
-    """Claim due deliveries for one round; the caller commits before posting.
-
-    A claim pushes ``next_attempt_at`` a lease ahead, so a deliverer that dies
-    mid-round only delays its deliveries. Rows are taken with ``FOR UPDATE
-    SKIP LOCKED`` on PostgreSQL so several instances deliver side by side.
-    Committing the claim before any HTTP call keeps a slow webhook from holding
-    database locks that the IdP's writes wait on (SQLite has one writer).
+    Any ``v1=`` of the header may match: during a rotation the header carries
+    one per secret, so a product holding either secret accepts the delivery.
     """
-    moment = now or utcnow()
-    due = session.execute(
-        select(EventDelivery, Event, EventEndpoint)
-        .join(Event, Event.id == EventDelivery.event_id)
-        .join(EventEndpoint, EventEndpoint.id == EventDelivery.endpoint_id)
-        .where(EventDelivery.delivered_at.is_(None), EventDelivery.next_attempt_at <= moment)
-        .order_by(EventDelivery.event_id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=EventDelivery)
-    ).all()
-    claimed = []
-    for delivery, event, endpoint in due:
-        body = json.dumps(event_body(event), separators=(",", ":")).encode()
-        delivery.attempts += 1
-        delivery.next_attempt_at = moment + CLAIM_LEASE
-        claimed.append(
-            PendingDelivery(
-                event_id=delivery.event_id,
-                endpoint_id=delivery.endpoint_id,
-                url=endpoint.url,
-                headers={
-                    "Content-Type": "application/json",
-                    EVENT_ID_HEADER: event.uid,
-                    SIGNATURE_HEADER: sign(endpoint.secret, int(moment.timestamp()), body),
-                },
-                body=body,
-                attempts=delivery.attempts,
-            )
-        )
-    session.flush()
-    return claimed
-
-
-def post_deliveries(
-    pending: list[PendingDelivery], transport: Transport, *, timeout: float = 10.0
-) -> list[DeliveryOutcome]:
-    """POST each claimed delivery; touches no database."""
-    outcomes = []
-    for item in pending:
-        try:
-            response = transport.post(
-                item.url, data=item.body, headers=item.headers, timeout=timeout
-            )
-            status = int(response.status_code)
-        except Exception as exc:  # any transport failure is retried later
-            outcomes.append(DeliveryOutcome(item, 0, f"{type(exc).__name__}: {exc}"))
-        else:
-            outcomes.append(DeliveryOutcome(item, status, "" if status < 300 else f"HTTP {status}"))
-    return outcomes
-
-
-def record_outcomes(
-    session: Session, outcomes: list[DeliveryOutcome], *, now: datetime | None = None
-) -> DeliveryReport:
-    """Mark delivered rows, schedule retries with exponential backoff; the caller commits."""
-    moment = now or utcnow()
-    delivered = failed = 0
-    for outcome in outcomes:
-        delivery = session.get(
-            EventDelivery, (outcome.pending.event_id, outcome.pending.endpoint_id)
-        )
-        if delivery is None:  # the endpoint was removed meanwhile
-            continue
-        if outcome.delivered:
-            delivery.delivered_at = moment
-            delivery.last_error = ""
-            delivered += 1
-        else:
-            backoff = min(timedelta(seconds=2**outcome.pending.attempts), MAX_BACKOFF)
-            delivery.next_attempt_at = moment + backoff
-            delivery.last_error = outcome.error[:1000]
-            failed += 1
-    session.flush()
-    return DeliveryReport(delivered=delivered, failed=failed)
+    try:
+        parts = [item.split("=", 1) for item in header.split(",")]
+        timestamps = [int(value) for key, value in parts if key == "t"]
+        candidates = [value for key, value in parts if key == "v1"]
+    except ValueError:
+        return False
+    if len(timestamps) != 1 or abs(now - timestamps[0]) > tolerance:
+        return False
+    expected = _mac(secret, timestamps[0], body)
+    return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
 
 
 def events_after(session: Session, org_id: int, after: int, limit: int = 100) -> list[Event]:
@@ -337,8 +290,8 @@ def events_after(session: Session, org_id: int, after: int, limit: int = 100) ->
     return list(
         session.scalars(
             select(Event)
-            .where(Event.org_id == org_id, Event.id > after)
-            .order_by(Event.id)
+            .where(Event.org_id == org_id, Event.sequence > after)
+            .order_by(Event.sequence)
             .limit(limit)
         )
     )

@@ -43,10 +43,18 @@ from sqlalchemy.orm import Session
 
 from connector.db.base import UTCDateTime, utcnow
 from connector.derived.tables import AccessSnapshot
+from connector.metrics import count_journal
 from connector.provisioning.cause import Cause
 from connector.trail import audit
 from connector.trail.audit import AuditEntry
-from connector.trail.events import Announcement, Event, EventDelivery, EventEndpoint, write_events
+from connector.trail.events import (
+    Announcement,
+    Event,
+    EventDelivery,
+    EventEndpoint,
+    bump_counter,
+    write_events,
+)
 
 __all__ = ["Announcement", "Journal"]
 
@@ -109,6 +117,7 @@ class Journal:
                 self._write_at_once(session, org_id)
             else:
                 self._write_each(session, org_id)
+            count_journal([entry.action for entry in self.entries])
         self.new_snapshots, self.changed_snapshots = {}, {}
         self.entries, self.announcements = [], []
 
@@ -139,6 +148,7 @@ class Journal:
             {
                 "journal_org_id": org_id,
                 "journal_now": utcnow(),
+                "journal_event_count": len(self.announcements),
                 "new_snapshots": [
                     {"user_id": user, "access": data} for user, data in self.new_snapshots.items()
                 ],
@@ -192,6 +202,7 @@ def _write_at_once_statement() -> Insert:
     # Not named after a column: an UPDATE would take a parameter so named as a SET value.
     org_id = bindparam("journal_org_id", type_=Integer())
     now = bindparam("journal_now", type_=UTCDateTime())
+    event_count = bindparam("journal_event_count", type_=Integer())
     new = _rows("new_snapshots", ("user_id", String()), ("access", JSON()))
     changed = _rows("changed_snapshots", ("user_id", String()), ("access", JSON()))
     entries = _rows(
@@ -243,13 +254,24 @@ def _write_at_once_statement() -> Insert:
         )
         .cte("appended")
     )
+    # The organization's counter moves by the number of events (not at all
+    # without any); event n of this change gets last - count + 1 + n.
+    counted = bump_counter("postgresql", org_id, event_count).cte("counted")
     announced = (
         insert(_EVENTS)
         .from_select(
-            ["uid", "org_id", "type", "subject", "payload", "created_at"],
+            ["uid", "org_id", "sequence", "type", "subject", "payload", "created_at"],
             select(
-                events.c.uid, org_id, events.c.type, events.c.subject, events.c.payload, now
-            ).order_by(events.c.n),
+                events.c.uid,
+                org_id,
+                counted.c.last_sequence - event_count + 1 + events.c.n,
+                events.c.type,
+                events.c.subject,
+                events.c.payload,
+                now,
+            )
+            .select_from(events.join(counted, literal(True)))
+            .order_by(events.c.n),
         )
         .returning(_EVENTS.c.id)
         .cte("announced")

@@ -109,7 +109,7 @@ def create_access_blueprint(
         events = events_after(session(), _org_id(), after, limit)
         return jsonify(
             events=[event_body(event) for event in events],
-            next_after=events[-1].id if events else after,
+            next_after=events[-1].sequence if events else after,
         )
 
     # Routing answers an unknown path before any blueprint is chosen; this

@@ -42,6 +42,7 @@ from connector.settings import Settings, load_settings
 from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
 from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
+from connector.web import observability
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.web.probes import create_health_blueprint, database_ping
 from scim.backend import Backend
@@ -178,6 +179,8 @@ def create_app(
     # Like the SCIM routes: a busy database is a 503 to retry, not the API's generic 500.
     access_blueprint.register_error_handler(OperationalError, _database_busy)
     app.register_blueprint(access_blueprint, url_prefix=ACCESS_API_PREFIX)
+    # Request ids, the per-request JSON log line and metrics (docs/observability.md).
+    observability.install(app, engine)
     return app
 
 

@@ -7,14 +7,17 @@ builds its own application (and so its own connection pool) after the fork.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess, start_http_server
 
+from connector.metrics import enable_multiprocess
 from connector.settings import Settings
 from connector.web.app import create_app
+from connector.web.logs import configure_json_logging
+from connector.web.observability import metrics_registry
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -48,7 +51,38 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Several servers may run on one host (and the test suite starts some):
         # gunicorn's per-user control socket would be shared between them.
         "control_socket_disable": True,
+        **metrics_hooks(settings),
     }
+
+
+def metrics_hooks(settings: Settings) -> dict[str, Any]:
+    """Gunicorn hooks serving Prometheus metrics from the master (docs/observability.md).
+
+    With ``HUB_SCIM_METRICS_PORT`` set: before the workers start, metrics
+    switch to prometheus-client's multiprocess mode (files in
+    ``$PROMETHEUS_MULTIPROC_DIR``, else a temporary directory, emptied at
+    start); once ready, the master serves every worker's metrics and the
+    database's gauges on ``HUB_SCIM_METRICS_HOST:PORT`` (loopback by default:
+    the scrape is protected by where it listens, not by a credential); a dead
+    worker's live gauges are dropped.
+    """
+    if not settings.metrics_port:
+        return {}
+
+    def on_starting(_server: Any) -> None:
+        enable_multiprocess()
+
+    def when_ready(_server: Any) -> None:
+        start_http_server(
+            settings.metrics_port,
+            addr=settings.metrics_host,
+            registry=metrics_registry(settings.database_url),
+        )
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+    return {"on_starting": on_starting, "when_ready": when_ready, "child_exit": child_exit}
 
 
 class HubScimServer(BaseApplication):  # type: ignore[misc]
@@ -66,9 +100,6 @@ class HubScimServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         # Gunicorn configures only its own loggers; the service's go to the
-        # same stream, in each worker.
-        logging.basicConfig(
-            level=self._settings.log_level.upper(),
-            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-        )
+        # same stream, in each worker, one JSON object per line.
+        configure_json_logging(self._settings.log_level)
         return create_app(self._settings)
