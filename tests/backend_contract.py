@@ -341,8 +341,11 @@ class BackendContract:
         with self.watch(request) as seen:
             backend.get(GROUP, engineering.id, include_members=False)
             backend.get(USER, people["ada"], include_members=False)
-
         assert seen.member_reads == 0
+
+        with self.watch(request) as seen:
+            backend.get(GROUP, engineering.id)
+        assert seen.member_reads > 0, "the probe sees a load when members are asked for"
 
     # -- list (RFC 7644 sections 3.4.2 and 3.4.3) --------------------------------------
 
@@ -489,8 +492,11 @@ class BackendContract:
         with self.watch(request) as seen:
             backend.list(GROUP, ListQuery(include_members=False))
             backend.list(USER, ListQuery(include_members=False))
-
         assert seen.member_reads == 0
+
+        with self.watch(request) as seen:
+            backend.list(USER, ListQuery())
+        assert seen.member_reads > 0, "the probe sees a load when members are asked for"
 
     # -- replace (RFC 7644 sections 3.5.1 and 3.5.2) ----------------------------------
 
@@ -637,8 +643,11 @@ class BackendContract:
         with self.watch(request) as seen:
             backend.update_members(engineering.id, adding(people["linus"]))
             backend.update_members(engineering.id, removing(people["ada"]))
-
         assert seen.document_writes == 0
+
+        with self.watch(request) as seen:
+            backend.replace(GROUP, engineering.id, group("Platform"))
+        assert seen.document_writes > 0, "the probe sees a replace write the document"
 
     def test_entra_adds_and_removes_in_one_delta(
         self, backend: Backend, people: dict[str, str], engineering: Stored
