@@ -10,7 +10,6 @@ a group PATCH never loads the member list.
 from __future__ import annotations
 
 import copy
-import itertools
 import json as _json
 import uuid
 from collections.abc import Iterator
@@ -56,7 +55,6 @@ class FakeStore:
     resources: dict[ResourceKind, dict[str, Record]] = field(
         default_factory=lambda: {kind: {} for kind in ResourceKind}
     )
-    versions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     commits: int = 0
     rollbacks: int = 0
@@ -116,7 +114,7 @@ class FakeBackend:
         now = _now()
         record = Record(
             id=str(uuid.uuid4()),
-            version=next(self.store.versions),
+            version=1,
             document={**copy.deepcopy(document), "meta": {"created": now, "lastModified": now}},
         )
         if members is not None:
@@ -137,13 +135,15 @@ class FakeBackend:
         record = self._record(kind, resource_id)
         if self.store.fail_next_replace:
             self.store.fail_next_replace -= 1
-            record.version = next(self.store.versions)
+            record.version += 1
             raise PreconditionFailedException()
         if expected_version is not None and expected_version != _etag(record.version):
             raise PreconditionFailedException()
         self._check_unique(kind, document, resource_id)
         if "members" in document or "password" in document:
             raise AssertionError("members and password never reach the backend document")
+        if members is not None:
+            self._check_members(members)
         meta = record.document["meta"]
         record.document = {
             **copy.deepcopy(document),
@@ -151,7 +151,7 @@ class FakeBackend:
         }
         if members is not None:
             self._apply_members(record, members)
-        record.version = next(self.store.versions)
+        record.version += 1
         # As the SQL store: a group write is answered without its member list.
         return self._stored(kind, record, include_members=kind is ResourceKind.USER)
 
@@ -166,7 +166,7 @@ class FakeBackend:
             raise PreconditionFailedException()
         self._apply_members(record, members)
         record.document["meta"]["lastModified"] = _now()
-        record.version = next(self.store.versions)
+        record.version += 1
         return self._stored(ResourceKind.GROUP, record, include_members=False)
 
     def delete(
@@ -215,11 +215,16 @@ class FakeBackend:
                     detail=f"{attribute} {document.get(attribute)!r} is taken"
                 )
 
-    def _apply_members(self, record: Record, changes: MemberChanges) -> None:
+    def _check_members(self, changes: MemberChanges) -> None:
+        """Every id to add or keep names a user, else ``invalidValue`` naming every other one."""
         users = self.working[ResourceKind.USER]
-        for member_id in (changes.replace or frozenset()) | changes.add:
-            if member_id not in users:
-                raise InvalidValueException(detail=f"member {member_id!r} is not a user")
+        unknown = sorted(((changes.replace or frozenset()) | changes.add) - users.keys())
+        if unknown:
+            named = ", ".join(repr(member_id) for member_id in unknown)
+            raise InvalidValueException(detail=f"members {named} are not users")
+
+    def _apply_members(self, record: Record, changes: MemberChanges) -> None:
+        self._check_members(changes)
         if changes.replace is not None:
             record.members = {
                 member_id: changes.display.get(member_id) for member_id in changes.replace

@@ -95,6 +95,7 @@ ResourceRow = Row[*tuple[Any, ...]]
 """A row of ``scim_resources`` columns, as the store reads them."""
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
+_MAX_VERSION = 2**31 - 1
 _MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
 _NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 _UNIQUE_CONSTRAINT = "uq_scim_resources_name"
@@ -132,6 +133,8 @@ _BUMP_GROUP = (
     .values(version=_RESOURCES.c.version + 1, modified_at=bindparam("now"))
     .returning(*_RESOURCE_COLUMNS)
 )
+# The same, only from the version the caller last saw: a stale one bumps nothing.
+_BUMP_GROUP_AT_VERSION = _BUMP_GROUP.where(_RESOURCES.c.version == bindparam("expected"))
 
 
 @dataclass(frozen=True)
@@ -378,16 +381,28 @@ class DirectoryStore:
 
         Answers the group, without its members. Raises ``NotFoundException``
         or, when ``expected_version`` is stale, ``PreconditionFailedException``
-        (the bump is rolled back with the request).
+        having written nothing: the version is a condition of the UPDATE, and
+        only a refused one reads the row again, to tell which error it is.
         """
         if not isinstance(group_id, str) or len(group_id) > 36 or not storable(group_id):
             raise NotFoundException(detail=f"Group {group_id!r} not found")
-        row = self.session.execute(
-            _BUMP_GROUP, {"group_id": group_id, "group_org_id": self.org_id, "now": utcnow()}
-        ).one_or_none()
+        parameters: dict[str, Any] = {
+            "group_id": group_id,
+            "group_org_id": self.org_id,
+            "now": utcnow(),
+        }
+        statement = _BUMP_GROUP
+        if expected_version is not None and expected_version.strip() != "*":
+            match = _ETAG.fullmatch(expected_version)
+            expected = int(match.group(1)) if match else -1
+            # A number no INTEGER column holds matches no row (and never reaches the driver).
+            parameters["expected"] = expected if expected <= _MAX_VERSION else -1
+            statement = _BUMP_GROUP_AT_VERSION
+        row = self.session.execute(statement, parameters).one_or_none()
         if row is None:
-            raise NotFoundException(detail=f"Group {group_id!r} not found")
-        self._check_version(row.version - 1, expected_version)
+            current = self._row(ResourceKind.GROUP, group_id)
+            self._check_version(current.version, expected_version)
+            raise PreconditionFailedException(detail="the group changed during this request")
         return Stored(group_id, etag(row.version), self._document(ResourceKind.GROUP, row))
 
     def lock(
