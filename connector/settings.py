@@ -21,6 +21,8 @@ from typing import Any, get_type_hints
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connector.web.proxies import parse_networks
+
 ENV_PREFIX = "HUB_SCIM_"
 MIB = 1024 * 1024
 
@@ -55,8 +57,10 @@ class Settings:
     # The externally visible origin (scheme://host[:port]) used in Location
     # headers and meta.location when the service sits behind a proxy.
     public_base_url: str | None = None
-    # Number of reverse proxies whose X-Forwarded-* headers are trusted.
+    # Number of reverse proxies whose X-Forwarded-* headers are trusted, and
+    # the addresses or networks they connect from (never from elsewhere).
     trusted_proxy_count: int = 0
+    trusted_proxies: str = "127.0.0.1,::1"
 
     # SCIM limits (RFC 7644 sections 3.4.2.4, 3.7 and 5).
     max_payload_bytes: int = 1 * MIB
@@ -68,6 +72,9 @@ class Settings:
     max_filter_comparisons: int = 100
     max_query_string_bytes: int = 8192
     max_patch_operations: int = 10_000
+    max_patch_work: int = 2000
+    max_multi_valued: int = 100
+    max_value_path_comparisons: int = 20
 
     # Credentials. A SCIM token lives until revoked unless a TTL is set (0 =
     # no expiry): IdPs hold one token for years and break when it expires.
@@ -126,6 +133,10 @@ def _validate(settings: Settings) -> None:
             f"{_env_name('public_base_url')} must start with http:// or https://, "
             f"got {settings.public_base_url!r}"
         )
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as error:
+        raise SettingsError(f"{_env_name('trusted_proxies')}: {error}") from None
     minimums = {
         "max_payload_bytes": 1024,
         "bulk_max_payload_bytes": 1024,
@@ -136,6 +147,9 @@ def _validate(settings: Settings) -> None:
         "max_filter_comparisons": 1,
         "max_query_string_bytes": 256,
         "max_patch_operations": 1,
+        "max_patch_work": 1,
+        "max_multi_valued": 1,
+        "max_value_path_comparisons": 1,
         "scim_token_ttl_seconds": 0,
         "oauth_token_ttl_seconds": 60,
         "rate_limit_per_minute": 0,

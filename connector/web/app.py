@@ -31,7 +31,6 @@ from scim2_models import Error, ForbiddenException, SCIMException, UnauthorizedE
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
@@ -44,6 +43,7 @@ from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.web.probes import create_health_blueprint, database_ping
+from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
@@ -193,6 +193,9 @@ def scim_settings(settings: Settings) -> ScimSettings:
         max_filter_comparisons=settings.max_filter_comparisons,
         max_query_string_bytes=settings.max_query_string_bytes,
         max_patch_operations=settings.max_patch_operations,
+        max_patch_work=settings.max_patch_work,
+        max_multi_valued=settings.max_multi_valued,
+        max_value_path_comparisons=settings.max_value_path_comparisons,
         www_authenticate=f'Bearer realm="{REALM}"',
     )
 
@@ -305,14 +308,16 @@ def _authentication_error(error: OAuth2Error) -> Response:
 
 
 def _install_proxy_handling(app: Flask, settings: Settings) -> None:
-    if settings.trusted_proxy_count:
-        count = settings.trusted_proxy_count
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
-        )
+    # Middleware runs outermost first: trusted proxy headers, then the
+    # transport scheme is recorded, then the public URL rewrites it.
     if settings.public_base_url:
         app.wsgi_app = _PublicBaseUrl(  # type: ignore[method-assign]
             app.wsgi_app, settings.public_base_url
+        )
+    app.wsgi_app = RecordTransportScheme(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxy_count:
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_count, parse_networks(settings.trusted_proxies)
         )
 
 

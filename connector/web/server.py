@@ -40,7 +40,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Recycle workers now and then, staggered, to bound slow memory growth.
         "max_requests": 10_000,
         "max_requests_jitter": 1_000,
-        "forwarded_allow_ips": "*" if settings.trusted_proxy_count else "127.0.0.1,::1",
+        # X-Forwarded-Proto is believed from the trusted proxies only.
+        "forwarded_allow_ips": settings.trusted_proxies,
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
