@@ -110,9 +110,7 @@ def test_a_bad_token_request_gets_an_oauth_error(
 def test_a_token_request_over_plain_http_from_afar_is_refused(
     client: FlaskClient, oauth_client: tuple[str, str]
 ) -> None:
-    response = request_token(
-        client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"}
-    )
+    response = request_token(client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"})
 
     assert response.status_code == 400
     assert response.get_json()["error"] == "insecure_transport"
@@ -143,9 +141,7 @@ def test_the_public_https_url_alone_does_not_make_plain_http_secure(
 ) -> None:
     client = app_factory(public_base_url="https://scim.example.com").test_client()
 
-    response = request_token(
-        client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"}
-    )
+    response = request_token(client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"})
 
     assert response.status_code == 400
     assert response.get_json()["error"] == "insecure_transport"

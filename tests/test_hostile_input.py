@@ -60,9 +60,10 @@ def test_a_user_with_a_hundred_emails_is_accepted_and_one_more_is_refused(
     body = assert_scim_error(refused, 400, "invalidValue")
     assert "emails" in body["detail"]
     assert "100" in body["detail"]
-    assert scim.get("/Users", query_string={"filter": 'userName eq "bob"'}).get_json()[
-        "totalResults"
-    ] == 0
+    assert (
+        scim.get("/Users", query_string={"filter": 'userName eq "bob"'}).get_json()["totalResults"]
+        == 0
+    )
 
 
 def test_a_put_with_too_many_roles_is_refused_and_changes_nothing(scim: ScimClient) -> None:
