@@ -42,11 +42,13 @@ from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_r
 from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
+from connector.web.deadline import install_request_deadline, past_deadline_response
 from connector.web.probes import create_health_blueprint, database_ping
 from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
+from scim.limits import Deadline, DeadlineExceededException
 from scim.settings import ScimSettings
 
 EXTENSION = "hub_scim"
@@ -154,7 +156,9 @@ def create_app(
     owns_engine = engine is None
     if engine is None:
         ensure_sqlite_directory(settings.database_url)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
+        )
     session_factory = make_session_factory(engine)
     app.extensions[EXTENSION] = HubScim(
         settings=settings,
@@ -166,6 +170,7 @@ def create_app(
         owns_engine=owns_engine,
     )
     app.teardown_appcontext(_close_request_session)
+    install_request_deadline(app, settings.request_timeout_seconds)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
     app.register_blueprint(
         create_token_blueprint(app, request_session, settings.oauth_token_ttl_seconds)
@@ -245,6 +250,10 @@ def _database_busy(error: OperationalError) -> Response:
     Nothing was written (the transaction rolled back), and a 503 with
     ``Retry-After`` is what Okta and Entra retry, unlike a 500.
     """
+    if Deadline.passed():
+        # The statement was stopped at the request's deadline (SQLite's
+        # progress handler, PostgreSQL's statement_timeout).
+        return past_deadline_response(DeadlineExceededException())
     logger.warning("database unavailable: %s", error.orig)
     if not request.path.startswith(SCIM_PREFIX):
         response = Response(

@@ -29,8 +29,10 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": settings.workers,
         "threads": settings.threads,
         "worker_class": "gthread",
-        # A request that takes longer than this is stuck: the worker is restarted.
-        "timeout": settings.request_timeout_seconds,
+        # Requests are bounded by their own deadline (connector.web.deadline);
+        # gunicorn's timeout only restarts a worker whose main loop stopped
+        # answering, which in a threaded worker says nothing of its requests.
+        "timeout": settings.request_timeout_seconds + 30,
         "graceful_timeout": 30,
         "keepalive": 5,
         # 8190 is gunicorn's maximum; a SCIM filter sits in the query string.
