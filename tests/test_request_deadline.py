@@ -41,9 +41,12 @@ def test_sqlite_stops_a_statement_at_the_deadline_of_its_request(tmp_path: objec
     engine = make_engine(f"sqlite:///{tmp_path}/deadline.sqlite")
     try:
         started = time.monotonic()
-        with engine.connect() as connection, Deadline.running(0.2):
-            with pytest.raises(OperationalError, match="interrupted"):
-                connection.execute(text(ENDLESS_SQLITE))
+        with (
+            engine.connect() as connection,
+            Deadline.running(0.2),
+            pytest.raises(OperationalError, match="interrupted"),
+        ):
+            connection.execute(text(ENDLESS_SQLITE))
         assert time.monotonic() - started < 10
     finally:
         engine.dispose()
