@@ -24,6 +24,12 @@ from sqlalchemy.exc import ArgumentError
 from connector.web.proxies import parse_networks
 
 ENV_PREFIX = "HUB_SCIM_"
+
+REQUEST_LINE_LIMIT = 8190
+"""Gunicorn's longest request line (its maximum): method, path, query string and version."""
+
+MAX_QUERY_STRING_BYTES = REQUEST_LINE_LIMIT - 1022
+"""The query-string limit may not go above this, so that the server never refuses first."""
 MIB = 1024 * 1024
 
 logger = logging.getLogger(__name__)
@@ -70,7 +76,7 @@ class Settings:
     default_page_size: int = 100
     max_filter_length: int = 4096
     max_filter_comparisons: int = 100
-    max_query_string_bytes: int = 8192
+    max_query_string_bytes: int = 7168
     max_patch_operations: int = 10_000
     max_patch_work: int = 2000
     max_multi_valued: int = 100
@@ -163,6 +169,12 @@ def _validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if value < minimum:
             raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {value}")
+    if settings.max_query_string_bytes > MAX_QUERY_STRING_BYTES:
+        raise SettingsError(
+            f"{_env_name('max_query_string_bytes')} must be at most {MAX_QUERY_STRING_BYTES} "
+            f"(the server's request line holds {REQUEST_LINE_LIMIT} bytes), "
+            f"got {settings.max_query_string_bytes}"
+        )
     if settings.default_page_size > settings.max_page_size:
         raise SettingsError(
             f"{_env_name('default_page_size')} ({settings.default_page_size}) must not exceed "

@@ -55,7 +55,7 @@ class ScimSettings:
     max_filter_comparisons: int = 100
     """Most comparisons and presence tests in one filter; more answers 400 ``invalidFilter``."""
 
-    max_query_string_bytes: int = 8192
+    max_query_string_bytes: int = 7168
     """Longest query string; longer answers 400 ``invalidValue`` before anything is parsed."""
 
     max_patch_operations: int = 10_000

@@ -43,6 +43,7 @@ from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.web.deadline import install_request_deadline, past_deadline_response
+from connector.web.drain import install_body_drain
 from connector.web.probes import create_health_blueprint, database_ping
 from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
 from scim.backend import Backend
@@ -171,6 +172,7 @@ def create_app(
     )
     app.teardown_appcontext(_close_request_session)
     install_request_deadline(app, settings.request_timeout_seconds)
+    install_body_drain(app)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
     app.register_blueprint(
         create_token_blueprint(app, request_session, settings.oauth_token_ttl_seconds)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from connector.settings import Settings
+from connector.settings import REQUEST_LINE_LIMIT, Settings
 from connector.web.app import create_app
 
 
@@ -28,15 +28,18 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "bind": [f"{settings.host}:{settings.port}"],
         "workers": settings.workers,
         "threads": settings.threads,
-        "worker_class": "gthread",
+        # gthread, answering its own refusals (414, 431, 400) as SCIM Errors.
+        "worker_class": "connector.web.gunicorn_parts.ScimThreadWorker",
         # Requests are bounded by their own deadline (connector.web.deadline);
         # gunicorn's timeout only restarts a worker whose main loop stopped
         # answering, which in a threaded worker says nothing of its requests.
         "timeout": settings.request_timeout_seconds + 30,
         "graceful_timeout": 30,
         "keepalive": 5,
-        # 8190 is gunicorn's maximum; a SCIM filter sits in the query string.
-        "limit_request_line": 8190,
+        # 8190 is gunicorn's maximum; a SCIM filter sits in the query string,
+        # whose own limit (HUB_SCIM_MAX_QUERY_STRING_BYTES) leaves room for
+        # the method and path, so the app refuses a long query as a SCIM 400.
+        "limit_request_line": REQUEST_LINE_LIMIT,
         "limit_request_fields": 100,
         "limit_request_field_size": 8190,
         # Recycle workers now and then, staggered, to bound slow memory growth.
@@ -45,6 +48,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # X-Forwarded-Proto is believed from the trusted proxies only.
         "forwarded_allow_ips": settings.trusted_proxies,
         "accesslog": "-",
+        # Secrets in query strings never reach the access log.
+        "logger_class": "connector.web.gunicorn_parts.RedactingLogger",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "hub-scim",
