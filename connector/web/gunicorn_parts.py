@@ -80,13 +80,13 @@ _REFUSALS: tuple[tuple[type[Exception], int, str, str], ...] = (
         "A request header field is too long, or there are too many",
     ),
     (
-        InvalidRequestLine | InvalidRequestMethod | InvalidHTTPVersion,  # type: ignore[arg-type]
+        InvalidRequestLine | InvalidRequestMethod | InvalidHTTPVersion,
         400,
         "Bad Request",
         "The request line is not valid HTTP/1.1",
     ),
     (
-        InvalidHeader | InvalidHeaderName,  # type: ignore[arg-type]
+        InvalidHeader | InvalidHeaderName,
         400,
         "Bad Request",
         "A request header is not valid HTTP/1.1",
