@@ -39,15 +39,19 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the setting."""
 
 
+def data_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory: ``$XDG_DATA_HOME/hub-scim``, else ``~/.local/share/hub-scim``."""
+    env = os.environ if environ is None else environ
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "hub-scim"
+
+
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
     """A SQLite file in the user's data directory, so data survives a restart wherever started.
 
-    Follows the XDG base-directory convention: ``$XDG_DATA_HOME/hub-scim``,
-    else ``~/.local/share/hub-scim``.
+    Follows the XDG base-directory convention (:func:`data_directory`).
     """
-    env = os.environ if environ is None else environ
-    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return f"sqlite:///{Path(data_home) / 'hub-scim' / 'hub-scim.db'}"
+    return f"sqlite:///{data_directory(environ) / 'hub-scim.db'}"
 
 
 @dataclass(frozen=True)
