@@ -22,7 +22,15 @@ from typing import Any, get_type_hints
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connector.web.proxies import parse_networks
+
 ENV_PREFIX = "HUB_SCIM_"
+
+REQUEST_LINE_LIMIT = 8190
+"""Gunicorn's longest request line (its maximum): method, path, query string and version."""
+
+MAX_QUERY_STRING_BYTES = REQUEST_LINE_LIMIT - 1022
+"""The query-string limit may not go above this, so that the server never refuses first."""
 MIB = 1024 * 1024
 
 logger = logging.getLogger(__name__)
@@ -32,15 +40,19 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the setting."""
 
 
+def data_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """The data directory: ``$XDG_DATA_HOME/hub-scim``, else ``~/.local/share/hub-scim``."""
+    env = os.environ if environ is None else environ
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "hub-scim"
+
+
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
     """A SQLite file in the user's data directory, so data survives a restart wherever started.
 
-    Follows the XDG base-directory convention: ``$XDG_DATA_HOME/hub-scim``,
-    else ``~/.local/share/hub-scim``.
+    Follows the XDG base-directory convention (:func:`data_directory`).
     """
-    env = os.environ if environ is None else environ
-    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return f"sqlite:///{Path(data_home) / 'hub-scim' / 'hub-scim.db'}"
+    return f"sqlite:///{data_directory(environ) / 'hub-scim.db'}"
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,10 @@ class Settings:
     # The externally visible origin (scheme://host[:port]) used in Location
     # headers and meta.location when the service sits behind a proxy.
     public_base_url: str | None = None
-    # Number of reverse proxies whose X-Forwarded-* headers are trusted.
+    # Number of reverse proxies whose X-Forwarded-* headers are trusted, and
+    # the addresses or networks they connect from (never from elsewhere).
     trusted_proxy_count: int = 0
+    trusted_proxies: str = "127.0.0.1,::1"
 
     # SCIM limits (RFC 7644 sections 3.4.2.4, 3.7 and 5).
     max_payload_bytes: int = 1 * MIB
@@ -67,8 +81,11 @@ class Settings:
     default_page_size: int = 100
     max_filter_length: int = 4096
     max_filter_comparisons: int = 100
-    max_query_string_bytes: int = 8192
+    max_query_string_bytes: int = 7168
     max_patch_operations: int = 10_000
+    max_patch_work: int = 2000
+    max_multi_valued: int = 100
+    max_value_path_comparisons: int = 20
 
     # Credentials. A SCIM token lives until revoked unless a TTL is set (0 =
     # no expiry): IdPs hold one token for years and break when it expires.
@@ -151,6 +168,10 @@ def _validate(settings: Settings) -> None:
             f"{_env_name('public_base_url')} must start with http:// or https://, "
             f"got {settings.public_base_url!r}"
         )
+    try:
+        parse_networks(settings.trusted_proxies)
+    except ValueError as error:
+        raise SettingsError(f"{_env_name('trusted_proxies')}: {error}") from None
     minimums = {
         "max_payload_bytes": 1024,
         "bulk_max_payload_bytes": 1024,
@@ -161,6 +182,9 @@ def _validate(settings: Settings) -> None:
         "max_filter_comparisons": 1,
         "max_query_string_bytes": 256,
         "max_patch_operations": 1,
+        "max_patch_work": 1,
+        "max_multi_valued": 1,
+        "max_value_path_comparisons": 1,
         "scim_token_ttl_seconds": 0,
         "oauth_token_ttl_seconds": 60,
         "rate_limit_per_minute": 0,
@@ -178,6 +202,12 @@ def _validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if value < minimum:
             raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {value}")
+    if settings.max_query_string_bytes > MAX_QUERY_STRING_BYTES:
+        raise SettingsError(
+            f"{_env_name('max_query_string_bytes')} must be at most {MAX_QUERY_STRING_BYTES} "
+            f"(the server's request line holds {REQUEST_LINE_LIMIT} bytes), "
+            f"got {settings.max_query_string_bytes}"
+        )
     if settings.default_page_size > settings.max_page_size:
         raise SettingsError(
             f"{_env_name('default_page_size')} ({settings.default_page_size}) must not exceed "

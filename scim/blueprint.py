@@ -236,7 +236,7 @@ class _Views:
 
     def create(self, kind: ResourceKind) -> Response:
         """POST a resource (RFC 7644 section 3.3): 201 with ``Location``."""
-        creation = prepare_creation(kind, self._body())
+        creation = prepare_creation(kind, self._body(), self.settings.max_multi_valued)
         parameters = self._response_parameters(kind)
         stored = self._write(lambda backend: apply_creation(backend, creation))
         response = self._resource(kind, stored, 201, Context.RESOURCE_CREATION_RESPONSE, parameters)
@@ -250,7 +250,9 @@ class _Views:
         not load; they are read back when the response carries them, as Okta
         checks the member list of its PUT.
         """
-        replacement = prepare_replacement(kind, resource_id, self._body(), self._if_match())
+        replacement = prepare_replacement(
+            kind, resource_id, self._body(), self._if_match(), self.settings.max_multi_valued
+        )
         parameters = self._response_parameters(kind)
         include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
 

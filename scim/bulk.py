@@ -214,14 +214,17 @@ def _execute(
             raise InvalidPathException(path=operation.path, detail="POST targets an endpoint")
         if operation.bulk_id is None:
             raise InvalidValueException(detail="bulkId is required for POST operations")
-        stored = create_resource(backend, kind, data)
+        stored = create_resource(backend, kind, data, settings.max_multi_valued)
         return kind, stored.id, stored
     if resource_id is None:
         raise InvalidPathException(
             path=operation.path, detail=f"{operation.method} targets a resource"
         )
     if operation.method == "PUT":
-        return kind, resource_id, replace_resource(backend, kind, resource_id, data, if_match)
+        stored = replace_resource(
+            backend, kind, resource_id, data, if_match, settings.max_multi_valued
+        )
+        return kind, resource_id, stored
     if operation.method == "PATCH":
         result = patch_resource(backend, kind, resource_id, data, settings, if_match)
         return kind, resource_id, result.stored

@@ -185,7 +185,7 @@ def _parse_role(role: Any) -> Any:
         return role
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return role
     if not isinstance(parsed, dict) or not isinstance(parsed.get("value"), str):
         return role

@@ -16,6 +16,8 @@ from scim2_models import InvalidSyntaxException, PayloadTooLargeException, SCIME
 from werkzeug.datastructures import ETags
 from werkzeug.http import quote_etag, unquote_etag
 
+from scim.limits import MAX_JSON_DEPTH, check_json_depth
+
 ACCEPTED_MEDIA_TYPES = frozenset({"application/scim+json", "application/json"})
 
 
@@ -35,8 +37,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def read_json_body(request: Request, max_bytes: int) -> Any:
-    """The request body parsed as JSON, within ``max_bytes``.
+def read_json_body(request: Request, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The request body parsed as JSON, within ``max_bytes`` and ``max_depth`` levels of nesting.
 
     The declared ``Content-Length`` is checked before anything is read, and a
     chunked body is read only up to one byte past the limit, so an oversized
@@ -57,9 +59,12 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise InvalidSyntaxException(detail="The request body is empty")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidSyntaxException(detail="The request body is not valid JSON") from exc
+    # Validation and Bulk's reference resolution walk the body recursively.
+    check_json_depth(body, max_depth)
+    return body
 
 
 def weak_etag(version: str) -> str:

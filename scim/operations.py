@@ -33,6 +33,7 @@ from scim.backend import Backend, Document, ListQuery, MemberChanges, Page, Reso
 from scim.dialects import body_resource_id, normalize_patch, normalize_resource, require_object
 from scim.errors import exception_from_validation_error
 from scim.http import etag_matches
+from scim.limits import check_multi_valued, check_patch_work
 from scim.membership import creation_changes, replacement_changes, split_member_operations
 from scim.representation import (
     from_stored,
@@ -56,6 +57,8 @@ or ``replace`` on a filtered path that matches nothing, such as
 An attribute no schema declares is dropped from a value, as in resource
 bodies; but a ``path`` naming one is refused (:func:`check_paths`).
 """
+
+MAX_MULTI_VALUED = ScimSettings.max_multi_valued
 
 _PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -107,18 +110,25 @@ class Patch:
     if_match: ETags | None = None
 
 
-def prepare_creation(kind: ResourceKind, payload: Any) -> Creation:
+def prepare_creation(
+    kind: ResourceKind, payload: Any, max_multi_valued: int = MAX_MULTI_VALUED
+) -> Creation:
     """Parse and validate a POST body, without touching the backend."""
     body = normalize_resource(kind, require_object(payload, "resource"))
     resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST)
     document = to_backend_document(resource)
+    check_multi_valued(document, max_multi_valued)
     if kind is ResourceKind.GROUP:
         return Creation(kind, document, creation_changes(document.pop("members", None)))
     return Creation(kind, document)
 
 
 def prepare_replacement(
-    kind: ResourceKind, resource_id: str, payload: Any, if_match: ETags | None = None
+    kind: ResourceKind,
+    resource_id: str,
+    payload: Any,
+    if_match: ETags | None = None,
+    max_multi_valued: int = MAX_MULTI_VALUED,
 ) -> Replacement:
     """Parse and validate a PUT body, without touching the backend.
 
@@ -136,6 +146,7 @@ def prepare_replacement(
         kind, normalize_resource(kind, body), Context.RESOURCE_REPLACEMENT_REQUEST
     )
     document = to_backend_document(resource)
+    check_multi_valued(document, max_multi_valued)
     members = None
     if kind is ResourceKind.GROUP:
         members = replacement_changes(document.pop("members", None))
@@ -197,9 +208,7 @@ def apply_patch(
         if patch.members.is_empty():
             stored = backend.get(kind, resource_id, include_members=False)
             return PatchResult(stored=stored, modified=False)
-        stored = backend.update_members(
-            resource_id, patch.members, expected_version=expected
-        )
+        stored = backend.update_members(resource_id, patch.members, expected_version=expected)
         return PatchResult(stored=stored, modified=True)
     if kind is ResourceKind.GROUP:
         include_members = False
@@ -209,11 +218,13 @@ def apply_patch(
         stored = backend.get(kind, resource_id, include_members=include_members)
         if patch.if_match is not None and not etag_matches(patch.if_match, stored.version):
             raise PreconditionFailedException()
+        check_patch_work(patch.operations.operations, stored.document, settings)
         resource = from_stored(kind, stored.document)
         modified = patch.operations.patch(resource, scim_policy=PATCH_POLICY)
         if not modified and patch.members.is_empty():
             return PatchResult(stored=stored, modified=False)
         document = to_backend_document(resource)
+        check_multi_valued(document, settings.max_multi_valued)
         if kind is ResourceKind.GROUP:
             document.pop("members", None)
         try:
@@ -235,9 +246,11 @@ def apply_patch(
 # -- both at once, for callers that have no lock to keep validation out of (Bulk) ---------
 
 
-def create_resource(backend: Backend, kind: ResourceKind, payload: Any) -> Stored:
+def create_resource(
+    backend: Backend, kind: ResourceKind, payload: Any, max_multi_valued: int = MAX_MULTI_VALUED
+) -> Stored:
     """POST a resource (RFC 7644 section 3.3)."""
-    return apply_creation(backend, prepare_creation(kind, payload))
+    return apply_creation(backend, prepare_creation(kind, payload, max_multi_valued))
 
 
 def replace_resource(
@@ -246,9 +259,11 @@ def replace_resource(
     resource_id: str,
     payload: Any,
     if_match: ETags | None = None,
+    max_multi_valued: int = MAX_MULTI_VALUED,
 ) -> Stored:
     """PUT a resource (RFC 7644 section 3.5.1)."""
-    return apply_replacement(backend, prepare_replacement(kind, resource_id, payload, if_match))
+    replacement = prepare_replacement(kind, resource_id, payload, if_match, max_multi_valued)
+    return apply_replacement(backend, replacement)
 
 
 def patch_resource(

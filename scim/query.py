@@ -23,6 +23,7 @@ from scim2_models import (
     Context,
     Extension,
     InvalidFilterException,
+    InvalidValueException,
     Resource,
     ResponseParameters,
     ScimFilter,
@@ -32,8 +33,12 @@ from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, Va
 
 from scim.backend import ListQuery, ResourceKind, SortKey
 from scim.errors import exception_from_validation_error
+from scim.limits import count_value_path_comparisons
 from scim.resources import MEMBERSHIP_ATTRIBUTE, MODELS
 from scim.settings import ScimSettings
+
+MAX_START_INDEX = 2**63 - 1
+"""The largest ``startIndex`` accepted (RFC 7644 section 3.4.2.4 sets no bound; SQL does)."""
 
 QUERY_PARAMETERS = {
     name.lower(): name
@@ -97,6 +102,9 @@ def parse_search(
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
 
+    if parameters.start_index is not None and parameters.start_index > MAX_START_INDEX:
+        # The offset is a 64-bit integer in SQL on every database.
+        raise InvalidValueException(detail=f"startIndex must be at most {MAX_START_INDEX}")
     count = settings.default_page_size if parameters.count is None else parameters.count
     requests = {}
     for kind in kinds:
@@ -128,6 +136,14 @@ def parse_filter(kind: ResourceKind, text: Any, settings: ScimSettings) -> Filte
         raise InvalidFilterException(
             detail=f"filter has {comparisons} comparisons, "
             f"more than the {settings.max_filter_comparisons} allowed"
+        )
+    # Each comparison in a value path is evaluated against every entry of the
+    # tenant's attribute index, so it has a lower cap of its own.
+    in_value_paths = count_value_path_comparisons(parsed.ast)
+    if in_value_paths > settings.max_value_path_comparisons:
+        raise InvalidFilterException(
+            detail=f"filter has {in_value_paths} comparisons inside value paths (attr[...]), "
+            f"more than the {settings.max_value_path_comparisons} allowed"
         )
     return parsed.ast
 

@@ -55,11 +55,22 @@ class ScimSettings:
     max_filter_comparisons: int = 100
     """Most comparisons and presence tests in one filter; more answers 400 ``invalidFilter``."""
 
-    max_query_string_bytes: int = 8192
+    max_query_string_bytes: int = 7168
     """Longest query string; longer answers 400 ``invalidValue`` before anything is parsed."""
 
     max_patch_operations: int = 10_000
     """Most operations in one PATCH request; more answers 413."""
+
+    max_patch_work: int = 2000
+    """Most work in one PATCH: one unit per operation plus the entries each filtered path
+    walks (:func:`scim.limits.patch_work`); more answers 400 ``tooMany``."""
+
+    max_multi_valued: int = 100
+    """Most entries in a capped multi-valued attribute (:data:`scim.limits.CAPPED_MULTI_VALUED`);
+    more answers 400 ``invalidValue``. A group's ``members`` is not capped."""
+
+    max_value_path_comparisons: int = 20
+    """Most comparisons inside value paths (``emails[type eq "work"]``) in one filter."""
 
     authentication_schemes: Sequence[AuthenticationScheme | Mapping[str, Any]] = field(
         default_factory=default_authentication_schemes
@@ -89,6 +100,9 @@ class ScimSettings:
             "max_filter_comparisons",
             "max_query_string_bytes",
             "max_patch_operations",
+            "max_patch_work",
+            "max_multi_valued",
+            "max_value_path_comparisons",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ScimSettings.{name} must be a positive integer")

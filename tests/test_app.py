@@ -208,7 +208,7 @@ def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
         assert conf[name] == value, name
         assert server.cfg.settings[name].get() == from_file.settings[name].get(), name
     assert server.cfg.workers == 3
-    assert options["timeout"] == settings.request_timeout_seconds
+    assert options["timeout"] > settings.request_timeout_seconds
     served = server.load()
     try:
         assert served.test_client().get("/healthz").status_code == 200

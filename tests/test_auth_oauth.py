@@ -85,7 +85,8 @@ def test_the_token_lifetime_is_configured(
     ("form", "status", "error"),
     [
         ({"client_secret": "hubscim_wrong"}, 401, "invalid_client"),
-        ({"client_id": "not-a-client"}, 400, "invalid_client"),
+        ({"client_id": "not-a-client"}, 401, "invalid_client"),
+        ({"client_id": "6f1c4a52-0c7e-4f4e-9d5e-3c1b2a0f9e11"}, 401, "invalid_client"),
         ({"grant_type": "password"}, 400, "unsupported_grant_type"),
     ],
 )
@@ -109,20 +110,108 @@ def test_a_bad_token_request_gets_an_oauth_error(
 def test_a_token_request_over_plain_http_from_afar_is_refused(
     client: FlaskClient, oauth_client: tuple[str, str]
 ) -> None:
-    response = request_token(client, *oauth_client, base_url="http://203.0.113.7")
+    response = request_token(client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"})
 
     assert response.status_code == 400
     assert response.get_json()["error"] == "insecure_transport"
 
 
-def test_behind_a_tls_proxy_the_public_https_url_counts(
+def test_behind_a_trusted_tls_proxy_its_forwarded_scheme_counts(
+    app_factory: Callable[..., Flask], oauth_client: tuple[str, str]
+) -> None:
+    client = app_factory(
+        public_base_url="https://scim.example.com",
+        trusted_proxy_count=1,
+        trusted_proxies="10.0.0.0/24",
+    ).test_client()
+
+    response = request_token(
+        client,
+        *oauth_client,
+        base_url="http://scim.example.com",
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "20.190.128.1"},
+        environ_base={"REMOTE_ADDR": "10.0.0.5"},
+    )
+
+    assert response.status_code == 200
+
+
+def test_the_public_https_url_alone_does_not_make_plain_http_secure(
     app_factory: Callable[..., Flask], oauth_client: tuple[str, str]
 ) -> None:
     client = app_factory(public_base_url="https://scim.example.com").test_client()
 
-    response = request_token(client, *oauth_client, base_url="http://10.0.0.5")
+    response = request_token(client, *oauth_client, environ_base={"REMOTE_ADDR": "203.0.113.7"})
 
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "insecure_transport"
+
+
+def test_a_host_header_naming_localhost_does_not_make_plain_http_secure(
+    client: FlaskClient, oauth_client: tuple[str, str]
+) -> None:
+    response = request_token(
+        client,
+        *oauth_client,
+        base_url="http://localhost",
+        environ_base={"REMOTE_ADDR": "203.0.113.7"},
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "insecure_transport"
+
+
+def test_forwarded_https_from_an_untrusted_peer_is_ignored(
+    app_factory: Callable[..., Flask], oauth_client: tuple[str, str]
+) -> None:
+    client = app_factory(trusted_proxy_count=1, trusted_proxies="10.0.0.0/24").test_client()
+
+    response = request_token(
+        client,
+        *oauth_client,
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1"},
+        environ_base={"REMOTE_ADDR": "203.0.113.7"},
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "insecure_transport"
+
+
+def test_an_unknown_client_and_a_wrong_secret_get_the_very_same_answer(
+    client: FlaskClient, oauth_client: tuple[str, str]
+) -> None:
+    client_id, _secret = oauth_client
+
+    wrong_secret = request_token(client, client_id, "hubscim_wrong")
+    unknown = request_token(client, "6f1c4a52-0c7e-4f4e-9d5e-3c1b2a0f9e11", "hubscim_wrong")
+
+    assert wrong_secret.status_code == unknown.status_code == 401
+    assert wrong_secret.get_json() == unknown.get_json()
+    assert wrong_secret.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+
+
+def test_a_guessing_client_is_throttled_and_its_owner_is_let_in_again_later(
+    client: FlaskClient, oauth_client: tuple[str, str]
+) -> None:
+    client_id, secret = oauth_client
+    failures = [request_token(client, client_id, f"hubscim_guess{n}") for n in range(10)]
+
+    throttled = request_token(client, client_id, secret)
+
+    assert {response.status_code for response in failures} == {401}
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert "access_token" not in throttled.get_json()
+
+
+def test_one_address_guessing_many_clients_is_throttled(client: FlaskClient) -> None:
+    statuses = [
+        request_token(client, f"6f1c4a52-0c7e-4f4e-9d5e-{n:012d}", "hubscim_guess").status_code
+        for n in range(31)
+    ]
+
+    assert statuses[:30] == [401] * 30
+    assert statuses[30] == 429
 
 
 def test_the_client_secret_itself_is_no_scim_token(

@@ -255,8 +255,8 @@ def test_the_first_start_creates_the_default_organization_and_one_token(
     assert authenticates(migrated_url, first.token) is not None
 
 
-def test_the_first_start_prints_the_base_url_and_the_token_once(
-    migrated_url: str, capsys: pytest.CaptureFixture[str]
+def test_without_a_terminal_the_first_token_goes_to_a_private_file_not_the_log(
+    migrated_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     engine = make_engine(migrated_url, poolclass=NullPool)
     try:
@@ -266,12 +266,15 @@ def test_the_first_start_prints_the_base_url_and_the_token_once(
         engine.dispose()
     assert bootstrap is not None
 
-    print_bootstrap(bootstrap, "http://127.0.0.1:8000/scim/v2")
+    print_bootstrap(bootstrap, "http://127.0.0.1:8000/scim/v2", tmp_path / "data")
 
     printed = capsys.readouterr().out
+    token_file = tmp_path / "data" / "first-start-token"
     assert "SCIM base URL: http://127.0.0.1:8000/scim/v2" in printed
-    assert f"SCIM token:    {bootstrap.token}" in printed
-    assert printed.count(bootstrap.token) == 1
+    assert bootstrap.token not in printed
+    assert f"written to {token_file}" in printed
+    assert token_file.read_text() == bootstrap.token + "\n"
+    assert token_file.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(
@@ -311,6 +314,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("HUB_SCIM_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
     with log.open("w") as output:
         process = subprocess.Popen(
             [
@@ -361,7 +365,10 @@ def test_serve_starts_gunicorn_and_an_idp_can_use_the_printed_token(
 
     printed = log.read_text()
     assert f"SCIM base URL: http://127.0.0.1:{port}/scim/v2" in printed
-    token = printed.split("SCIM token:")[1].split()[0]
+    assert "hubscim_" not in printed
+    token_file = Path(printed.split("written to ")[1].split()[0])
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
     assert token.startswith("hubscim_")
     assert "gunicorn" in printed.lower()
     status, listing = get(f"http://127.0.0.1:{port}/scim/v2/Users", token)

@@ -20,9 +20,7 @@ def member_values(body):
 
 def last_write(store):
     return next(
-        call
-        for call in reversed(store.calls)
-        if call[0] in ("create", "replace", "update_members")
+        call for call in reversed(store.calls) if call[0] in ("create", "replace", "update_members")
     )
 
 

@@ -10,7 +10,10 @@ in their own modules, with :mod:`connector.cli.common`, and are added to
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import click
 from sqlalchemy.pool import NullPool
@@ -25,7 +28,7 @@ from connector.cli.common import (
 )
 from connector.db.engine import make_engine, make_session_factory
 from connector.db.migrations import upgrade_database
-from connector.settings import Settings
+from connector.settings import Settings, data_directory
 from connector.tenancy.credentials import (
     Scope,
     create_credential,
@@ -71,17 +74,45 @@ def scim_base_url(settings: Settings) -> str:
     return public_origin(settings) + SCIM_PATH
 
 
-def print_bootstrap(bootstrap: Bootstrap, base_url: str) -> None:
+FIRST_START_TOKEN_FILE = "first-start-token"  # noqa: S105 - a file name, not a secret
+"""The file of the data directory where ``serve`` leaves the first token without a terminal."""
+
+
+def print_bootstrap(bootstrap: Bootstrap, base_url: str, token_dir: Path) -> None:
+    """Show the first token on an interactive terminal only; else write it to a 0600 file.
+
+    A service's output goes to its log (journald, ``docker logs``), which more
+    people and systems read than should hold a SCIM token.
+    """
     click.echo("")
     click.echo(f"First start: created organization {bootstrap.organization!r} and its SCIM token.")
-    click.echo("Paste these into Okta or Microsoft Entra ID (the token is shown only this once):")
     click.echo(f"  SCIM base URL: {base_url}")
-    click.echo(f"  SCIM token:    {bootstrap.token}")
+    if sys.stdout.isatty():
+        click.echo(
+            "Paste these into Okta or Microsoft Entra ID (the token is shown only this once):"
+        )
+        click.echo(f"  SCIM token:    {bootstrap.token}")
+    else:
+        path = write_private_file(token_dir / FIRST_START_TOKEN_FILE, bootstrap.token + "\n")
+        click.echo(
+            f"  SCIM token:    written to {path} (readable by this user only; the log never "
+            "holds it). Paste it into Okta or Microsoft Entra ID, then delete the file."
+        )
     click.echo(
         f"Revoke it with: hub-scim token revoke --org {bootstrap.organization} "
         f"{bootstrap.credential_id}"
     )
     click.echo("")
+
+
+def write_private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, created readable and writable by the owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    return path
 
 
 def prepare_to_serve(settings: Settings) -> Bootstrap | None:
@@ -119,7 +150,7 @@ def serve(
     bootstrap = prepare_to_serve(settings)
     base_url = scim_base_url(settings)
     if bootstrap is not None:
-        print_bootstrap(bootstrap, base_url)
+        print_bootstrap(bootstrap, base_url, data_directory())
     click.echo(f"Serving SCIM 2.0 at {base_url} (health: /healthz, readiness: /readyz)")
     if settings.public_base_url is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(

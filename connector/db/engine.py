@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from scim.limits import Deadline
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers proceed during a write; busy_timeout makes a writer wait
@@ -20,8 +22,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a change answered to the IdP survives a power loss (the IdP will
+    # not send it again); NORMAL could lose the last commits. Cost measured
+    # in docs/benchmark.md.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+    # Every few thousand virtual-machine steps SQLite asks whether to go on:
+    # a statement still running past the request's deadline is interrupted.
+    dbapi_connection.set_progress_handler(_past_deadline, _PROGRESS_STEPS)
+
+
+_PROGRESS_STEPS = 10_000
+
+
+def _past_deadline() -> int:
+    return 1 if Deadline.passed() else 0
 
 
 READ_ONLY = "hub_scim_read_only"
@@ -66,8 +81,17 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for ``url``, with the settings each dialect needs to be safe."""
+def make_engine(
+    url: str, *, statement_timeout_seconds: float | None = None, **kwargs: Any
+) -> Engine:
+    """Create the engine for ``url``, with the settings each dialect needs to be safe.
+
+    Error messages never carry bound parameters (personal data). On PostgreSQL,
+    ``statement_timeout_seconds`` bounds every statement of the engine's
+    connections; on SQLite a statement stops at the deadline of the request
+    running it (:class:`scim.limits.Deadline`).
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -82,7 +106,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    if statement_timeout_seconds is not None:
+        milliseconds = max(1, round(statement_timeout_seconds * 1000))
+
+        @event.listens_for(engine, "connect")
+        def _statement_timeout(dbapi_connection: Any, _record: Any) -> None:
+            # A statement past it is cancelled (QueryCanceled), its transaction
+            # rolls back, and the request answers 503 with Retry-After.
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {milliseconds}")
+            dbapi_connection.commit()
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:

@@ -104,7 +104,7 @@ def create_access_blueprint(
 
     @blueprint.get("/events")
     def list_events() -> Response:
-        after = _int_arg("after", default=0, minimum=0)
+        after = _int_arg("after", default=0, minimum=0, maximum=MAX_SQL_INTEGER)
         limit = _int_arg("limit", default=DEFAULT_EVENT_LIMIT, minimum=1, maximum=MAX_EVENT_LIMIT)
         events = events_after(session(), _org_id(), after, limit)
         return jsonify(
@@ -203,7 +203,11 @@ def _actor() -> str:
 
 
 def _permission_from_body() -> str:
-    body: Any = request.get_json(force=True, silent=True)
+    try:
+        body: Any = request.get_json(force=True, silent=True)
+    except RecursionError:
+        # Nested deeper than the JSON reader's stack; silent= covers only ValueError.
+        body = None
     if not isinstance(body, dict):
         raise AccessApiError(
             400, "invalid_request", 'The body must be a JSON object: {"permission": "..."}'
@@ -230,6 +234,10 @@ def _require_onboarding_product(product: str) -> None:
         raise NotFound(f"unknown product {product!r} (expected one of {known})")
     if found.onboarding is None:
         raise InvalidInput(f"{product} has no onboarding flow")
+
+
+MAX_SQL_INTEGER = 2**63 - 1
+"""The largest integer a query parameter compared in SQL may hold (64-bit on every database)."""
 
 
 def _int_arg(name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:

@@ -31,7 +31,6 @@ from scim2_models import Error, ForbiddenException, SCIMException, UnauthorizedE
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
@@ -44,10 +43,14 @@ from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
 from connector.web import observability
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
+from connector.web.deadline import install_request_deadline, past_deadline_response
+from connector.web.drain import install_body_drain
 from connector.web.probes import create_health_blueprint, database_ping
+from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
+from scim.limits import Deadline, DeadlineExceededException
 from scim.settings import ScimSettings
 
 EXTENSION = "hub_scim"
@@ -155,7 +158,9 @@ def create_app(
     owns_engine = engine is None
     if engine is None:
         ensure_sqlite_directory(settings.database_url)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
+        )
     session_factory = make_session_factory(engine)
     app.extensions[EXTENSION] = HubScim(
         settings=settings,
@@ -167,6 +172,8 @@ def create_app(
         owns_engine=owns_engine,
     )
     app.teardown_appcontext(_close_request_session)
+    install_request_deadline(app, settings.request_timeout_seconds)
+    install_body_drain(app)
     app.register_blueprint(create_health_blueprint(database_ping(engine)))
     app.register_blueprint(
         create_token_blueprint(app, request_session, settings.oauth_token_ttl_seconds)
@@ -196,6 +203,9 @@ def scim_settings(settings: Settings) -> ScimSettings:
         max_filter_comparisons=settings.max_filter_comparisons,
         max_query_string_bytes=settings.max_query_string_bytes,
         max_patch_operations=settings.max_patch_operations,
+        max_patch_work=settings.max_patch_work,
+        max_multi_valued=settings.max_multi_valued,
+        max_value_path_comparisons=settings.max_value_path_comparisons,
         www_authenticate=f'Bearer realm="{REALM}"',
     )
 
@@ -245,6 +255,10 @@ def _database_busy(error: OperationalError) -> Response:
     Nothing was written (the transaction rolled back), and a 503 with
     ``Retry-After`` is what Okta and Entra retry, unlike a 500.
     """
+    if Deadline.passed():
+        # The statement was stopped at the request's deadline (SQLite's
+        # progress handler, PostgreSQL's statement_timeout).
+        return past_deadline_response(DeadlineExceededException())
     logger.warning("database unavailable: %s", error.orig)
     if not request.path.startswith(SCIM_PREFIX):
         response = Response(
@@ -308,14 +322,16 @@ def _authentication_error(error: OAuth2Error) -> Response:
 
 
 def _install_proxy_handling(app: Flask, settings: Settings) -> None:
-    if settings.trusted_proxy_count:
-        count = settings.trusted_proxy_count
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
-        )
+    # Middleware runs outermost first: trusted proxy headers, then the
+    # transport scheme is recorded, then the public URL rewrites it.
     if settings.public_base_url:
         app.wsgi_app = _PublicBaseUrl(  # type: ignore[method-assign]
             app.wsgi_app, settings.public_base_url
+        )
+    app.wsgi_app = RecordTransportScheme(app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxy_count:
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_count, parse_networks(settings.trusted_proxies)
         )
 
 

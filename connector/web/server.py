@@ -14,7 +14,7 @@ from gunicorn.app.base import BaseApplication
 from prometheus_client import multiprocess, start_http_server
 
 from connector.metrics import enable_multiprocess
-from connector.settings import Settings
+from connector.settings import REQUEST_LINE_LIMIT, Settings
 from connector.web.app import create_app
 from connector.web.logs import configure_json_logging
 from connector.web.observability import metrics_registry
@@ -31,20 +31,28 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "bind": [f"{settings.host}:{settings.port}"],
         "workers": settings.workers,
         "threads": settings.threads,
-        "worker_class": "gthread",
-        # A request that takes longer than this is stuck: the worker is restarted.
-        "timeout": settings.request_timeout_seconds,
+        # gthread, answering its own refusals (414, 431, 400) as SCIM Errors.
+        "worker_class": "connector.web.gunicorn_parts.ScimThreadWorker",
+        # Requests are bounded by their own deadline (connector.web.deadline);
+        # gunicorn's timeout only restarts a worker whose main loop stopped
+        # answering, which in a threaded worker says nothing of its requests.
+        "timeout": settings.request_timeout_seconds + 30,
         "graceful_timeout": 30,
         "keepalive": 5,
-        # 8190 is gunicorn's maximum; a SCIM filter sits in the query string.
-        "limit_request_line": 8190,
+        # 8190 is gunicorn's maximum; a SCIM filter sits in the query string,
+        # whose own limit (HUB_SCIM_MAX_QUERY_STRING_BYTES) leaves room for
+        # the method and path, so the app refuses a long query as a SCIM 400.
+        "limit_request_line": REQUEST_LINE_LIMIT,
         "limit_request_fields": 100,
         "limit_request_field_size": 8190,
         # Recycle workers now and then, staggered, to bound slow memory growth.
         "max_requests": 10_000,
         "max_requests_jitter": 1_000,
-        "forwarded_allow_ips": "*" if settings.trusted_proxy_count else "127.0.0.1,::1",
+        # X-Forwarded-Proto is believed from the trusted proxies only.
+        "forwarded_allow_ips": settings.trusted_proxies,
         "accesslog": "-",
+        # Secrets in query strings never reach the access log.
+        "logger_class": "connector.web.gunicorn_parts.RedactingLogger",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "hub-scim",
