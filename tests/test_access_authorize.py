@@ -159,10 +159,14 @@ def test_it_actions_follow_the_matrix(
 
 def test_an_it_action_denial_names_who_may() -> None:
     decision = authorize_action(access_of("Hub Admins"), ItAction.EXPORT_AUDIT)
-    assert decision.reason == "Admin may not Export Audit: only Owners may (seeds/org-roles.txt)"
+    assert decision.reason == (
+        "Admin may not Export Audit: only Owners may "
+        "(see docs/rules.md#roles-and-permission-matrix)"
+    )
     decision = authorize_action(access_of(), ItAction.GRANT_PRODUCT_ACCESS)
     assert decision.reason == (
-        "Member may not Grant Product Access: only Owners and Admins may (seeds/org-roles.txt)"
+        "Member may not Grant Product Access: only Owners and Admins may "
+        "(see docs/rules.md#roles-and-permission-matrix)"
     )
     inactive = authorize_action(access_of("Hub Owners", active=False), ItAction.VIEW_AUDIT)
     assert not inactive.allowed

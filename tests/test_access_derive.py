@@ -1,4 +1,4 @@
-"""A staff user's derived Hub access, rule by rule of DESIGN.md (2 to 8, and 10)."""
+"""A staff user's derived Hub access, section by section of docs/rules.md."""
 
 from __future__ import annotations
 
@@ -389,10 +389,10 @@ def test_onboarding_is_pending_until_done_and_survives_a_regrant() -> None:
     assert regranted.products["psa"].onboarding is Onboarding.DONE
 
 
-# The access JSON (issue 3)
+# The access JSON (what the access API and `hub-scim access --json` print)
 
 
-def test_the_access_json_has_the_shape_of_issue_3() -> None:
+def test_the_access_json_has_its_documented_shape() -> None:
     access = derive_access(
         user("u1", "Auditors", "PSA Technicians", "RMM Techs"),
         context({"psa": ProductState.ACTIVE}),
