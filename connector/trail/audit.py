@@ -1,4 +1,4 @@
-"""The append-only audit trail (DESIGN.md rule 11).
+"""The append-only audit trail (docs/rules.md#audit).
 
 Every change to the directory, to derived access (with the rule that caused
 it), to mappings, product states and credentials is appended here with actor,
