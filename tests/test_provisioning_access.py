@@ -1,6 +1,6 @@
 """Derived access through the real SCIM endpoints: leavers, rejoiners, renames, products,
 the Viewer ceiling, onboarding, client domains, DELETE, mapping previews and the audit trail
-(DESIGN.md rules 1-12, issue 3).
+(docs/rules.md).
 """
 
 from __future__ import annotations

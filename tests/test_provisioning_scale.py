@@ -1,4 +1,4 @@
-"""Recomputing is proportional to the change, not to the group (issue 3 "Consistency").
+"""Recomputing is proportional to the change, not to the group.
 
 An Entra batch adding k members to a mapped group costs the same number of
 SQL statements whether the group holds ten members or two thousand: the
