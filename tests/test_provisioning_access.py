@@ -22,19 +22,12 @@ from connector.trail.audit import AuditEntry
 from connector.trail.events import Event
 from scim.backend import ResourceKind
 from tests.fixtures_app import ScimClient
-from tests.test_provisioning_support import OWNERS_MAPPING, USER_SCHEMA, Hub, Idp
-
-PSA_READ, PSA_CREATE = "psa.tickets.read", "psa.tickets.create"
+from tests.scenarios import OWNERS_MAPPING, PSA_CREATE, PSA_READ, USER_SCHEMA, Hub, Idp
 
 
 @pytest.fixture
-def idp(scim: ScimClient) -> Idp:
-    return Idp(scim)
-
-
-@pytest.fixture
-def hub(engine: Engine, org_id: int) -> Hub:
-    hub = Hub(engine, org_id)
+def hub(hub: Hub) -> Hub:
+    """IT has applied the Owners mapping and enabled PSA."""
     hub.apply(OWNERS_MAPPING)
     hub.product("psa", "active")
     return hub
