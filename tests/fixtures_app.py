@@ -183,3 +183,9 @@ def access_token(engine: Engine, org_id: int) -> str:
 def product(client: FlaskClient, access_token: str) -> AccessApi:
     """PSA (or any Hub product) of this test's organization, calling ``/api/v1``."""
     return AccessApi(client, access_token)
+
+
+@pytest.fixture
+def other_org_idp(other_org_scim: ScimClient) -> Idp:
+    """The IdP of another organization, pushing into the same app."""
+    return Idp(other_org_scim)
