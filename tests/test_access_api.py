@@ -248,9 +248,7 @@ def test_okta_pushes_three_owners_two_are_seated_and_the_third_waits(
     idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
     it_admin()
-    ada, grace, linus = (
-        idp.user(f"{name}@msp.example") for name in ("ada", "grace", "linus")
-    )
+    ada, grace, linus = (idp.user(f"{name}@msp.example") for name in ("ada", "grace", "linus"))
 
     idp.group("Hub Owners", [ada, grace, linus])
 
