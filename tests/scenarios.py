@@ -116,6 +116,7 @@ PSA_TECHNICIANS = Rule(
     product_roles=("technician",),
     permissions=(PSA_READ, PSA_CREATE),
 )
+HUB_ADMINS = Rule(group="Hub Admins", role="admin")
 AUDITORS = Rule(group="Auditors", role="viewer")
 
 OWNERS_MAPPING = mapping(

@@ -18,31 +18,15 @@ from connector.access.derive import (
 from connector.access.mapping import GroupRef, ProductGrant, bind_rules, parse_mapping
 from connector.access.owners import OwnerStanding
 from connector.access.roles import ItAction, Role
+from tests.scenarios import AUDITORS, HUB_ADMINS, HUB_OWNERS, PSA_TECHNICIANS, Rule, mapping
 
-MAPPING = """\
-[[rules]]
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-group = "Hub Admins"
-role = "admin"
-
-[[rules]]
-group = "Auditors"
-role = "viewer"
-
-[[rules]]
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-
-[[rules]]
-group = "RMM Techs"
-product = "rmm"
-permissions = ["rmm.devices.read"]
-"""
+MAPPING = mapping(
+    HUB_OWNERS,
+    HUB_ADMINS,
+    AUDITORS,
+    PSA_TECHNICIANS,
+    Rule(group="RMM Techs", product="rmm", permissions=("rmm.devices.read",)),
+)
 GROUPS = {
     name: f"g-{index}"
     for index, name in enumerate(
