@@ -18,11 +18,13 @@ product with an ``access`` credential)::
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
@@ -189,3 +191,12 @@ def product(client: FlaskClient, access_token: str) -> AccessApi:
 def other_org_idp(other_org_scim: ScimClient) -> Idp:
     """The IdP of another organization, pushing into the same app."""
     return Idp(other_org_scim)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """Runs ``hub-scim`` commands in-process, with no ``HUB_SCIM_*`` variable of the caller."""
+    for name in list(os.environ):
+        if name.startswith("HUB_SCIM_"):
+            monkeypatch.delenv(name)
+    return CliRunner()

@@ -8,7 +8,6 @@ so each scenario reads as IT would live it: Okta pushed, IT maps, IT looks.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,14 +54,6 @@ def cli_database_url(database_url: str, engine: Engine) -> str:
         if current_revision(connection) != head_revision():
             command.stamp(alembic_config(connection), "head")
     return database_url
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("HUB_SCIM_"):
-            monkeypatch.delenv(name)
-    return CliRunner()
 
 
 @pytest.fixture
