@@ -1,6 +1,6 @@
 """The two-Owner cap through the real SCIM endpoints.
 
-docs/rules.md#owner-cap-and-hold-queue and #last-owner.
+docs/rules.md#owner-cap and #last-owner.
 
 Okta and Entra push "Hub Owners"; the access the service derives, the seats
 it stores, and the audit trail show what happened.

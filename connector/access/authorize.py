@@ -16,7 +16,7 @@ from connector.access.catalog import HUB_CATALOG, Catalog
 from connector.access.derive import DerivedAccess, Source, SourceKind
 from connector.access.roles import PERMISSION_MATRIX, ItAction, Role, may
 
-INACTIVE = "user is inactive: all access is suspended (see docs/rules.md#leavers-and-rejoiners)"
+INACTIVE = "user is inactive: all access is suspended (see docs/rules.md#leavers)"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Decision:
 def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CATALOG) -> Decision:
     """Whether the user holding ``access`` may use ``permission``.
 
-    docs/rules.md#grants-and-product-states, #role-as-ceiling and #leavers-and-rejoiners.
+    docs/rules.md#grants-and-product-states, #role-as-ceiling and #leavers.
     """
     if not access.active:
         return Decision(False, INACTIVE)

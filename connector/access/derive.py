@@ -1,7 +1,7 @@
 """One staff user's effective Hub access, derived from the directory.
 
 docs/rules.md#platform-role, #grants-and-product-states, #role-as-ceiling and
-#leavers-and-rejoiners.
+#leavers.
 
 Inputs are plain values: the user's facts (:class:`UserFacts`), the org's
 mapping, bindings and product states (:class:`AccessContext`) and the user's
@@ -176,7 +176,7 @@ def claim_role(facts: UserFacts, context: AccessContext) -> RoleClaim:
 
 
 def qualifies_as_owner(facts: UserFacts, context: AccessContext) -> bool:
-    """Active and mapped to Owner: a seat candidate (docs/rules.md#owner-cap-and-hold-queue)."""
+    """Active and mapped to Owner: a seat candidate (docs/rules.md#owner-cap)."""
     return facts.active and claim_role(facts, context).role is Role.OWNER
 
 
@@ -284,7 +284,7 @@ def derive_access(
     if not facts.active:
         # Suspended, not forgotten: memberships and manual grants stay in the
         # directory, so reactivation derives the same access again
-        # (docs/rules.md#leavers-and-rejoiners).
+        # (docs/rules.md#leavers).
         return DerivedAccess(facts.user_id, active=False, role=None)
     matched = context.matched_rules(facts)
     claim = _best_claim(matched, context.config.default_role, below=None)

@@ -275,7 +275,7 @@ class _Parser:
             self.problem(
                 self.lines.key_line(None, key),
                 f"{key} cannot be owner: Owners come only from mapped groups, "
-                "two at most (see docs/rules.md#owner-cap-and-hold-queue)",
+                "two at most (see docs/rules.md#owner-cap)",
             )
             return default
         return default if role is None else role

@@ -1,6 +1,6 @@
 """The two-Owner cap, its first-come hold queue and the last-Owner rule.
 
-docs/rules.md#owner-cap-and-hold-queue and #last-owner.
+docs/rules.md#owner-cap and #last-owner.
 
 :func:`seat_owners` is one pure state transition: given the seats and queue
 before a change, who qualifies as Owner after it (active and mapped to Owner)
@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 SEAT_NUMBERS = (1, 2)
-"""The two Owner seats of an organization (docs/rules.md#owner-cap-and-hold-queue)."""
+"""The two Owner seats of an organization (docs/rules.md#owner-cap)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class OwnerEventKind(enum.Enum):
 
 @dataclass(frozen=True)
 class OwnerEvent:
-    """One step of the Owner seating; each is audited (docs/rules.md#owner-cap-and-hold-queue)."""
+    """One step of the Owner seating; each is audited (docs/rules.md#owner-cap)."""
 
     kind: OwnerEventKind
     user_id: str | None
@@ -185,7 +185,7 @@ def seat_owners(
     *,
     now: datetime,
 ) -> OwnerOutcome:
-    """Apply the two-Owner cap after a change (docs/rules.md#owner-cap-and-hold-queue).
+    """Apply the two-Owner cap after a change (docs/rules.md#owner-cap).
 
     ``qualifying``: every user of the org who, after the change, is active and
     mapped to Owner, in arrival order (users new to it in this change are

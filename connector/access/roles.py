@@ -112,7 +112,7 @@ PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {
 def may(role: Role | None, action: ItAction) -> bool:
     """Whether a user with platform ``role`` may take ``action``.
 
-    ``None`` is the role of an inactive user (docs/rules.md#leavers-and-rejoiners):
+    ``None`` is the role of an inactive user (docs/rules.md#leavers):
     it may do nothing.
     """
     return role is not None and action in PERMISSION_MATRIX[role]

@@ -177,7 +177,7 @@ def seat(
     left: Collection[str] = (),
     now: datetime,
 ) -> OwnerOutcome:
-    """The two-Owner cap after a change (docs/rules.md#owner-cap-and-hold-queue).
+    """The two-Owner cap after a change (docs/rules.md#owner-cap).
 
     Seat and queue holders keep their places while they still qualify; the
     changed users who newly qualify queue behind them, oldest first.
@@ -216,7 +216,7 @@ def diff_access(
 def removed_access(
     before: Mapping[str, DerivedAccess], user_ids: Iterable[str], names: Mapping[str, str]
 ) -> list[UserChange]:
-    """What users deleted from the directory lost (docs/rules.md#leavers-and-rejoiners)."""
+    """What users deleted from the directory lost (docs/rules.md#leavers)."""
     changes = []
     for user in user_ids:
         change = access_change(before.get(user), DerivedAccess(user, active=False, role=None))

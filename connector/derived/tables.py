@@ -89,7 +89,7 @@ class ManualGrant(Base):
 
 
 class OwnerSeat(Base):
-    """One of an organization's two Owner seats (docs/rules.md#owner-cap-and-hold-queue).
+    """One of an organization's two Owner seats (docs/rules.md#owner-cap).
 
     The primary key (org_id, seat) with ``seat`` in (1, 2) is what makes a
     third Owner impossible whatever the application code does; ``user_id`` is
