@@ -1,4 +1,4 @@
-"""SCIM load benchmark: the phases of issue #2, against a running server or one it starts itself.
+"""SCIM load benchmark (docs/benchmark.md), against a running server or one it starts itself.
 
 Phases (each prints ops/s, p50 and p99; every response is checked, and the run
 aborts with a clear message on the first wrong answer):
@@ -19,7 +19,7 @@ setup step (through Bulk when the server offers it). ``--lookup-scaling`` adds
 the lookup-scaling mode: ``userName eq`` lookups among 1,000 users, then among
 100,000 (seeded through Bulk or several threads), in one run.
 
-Targets (issue #2), as ratios measured in one run: at 20,000 members the last
+Targets, as ratios measured in one run: at 20,000 members the last
 membership batch takes at most 1.5x the first; a lookup among 100,000 users at
 most 1.5x one among 1,000; at least as fast as scim2-server phase by phase.
 

@@ -3,7 +3,7 @@
 :func:`load_settings` is called once, by the app factory or the command line,
 and returns a frozen :class:`Settings`. Every value is checked when the object
 is built, so a bad value stops the service at start-up with a message that
-names the setting, never later in the middle of a request (STYLE.md rule 7).
+names the setting, never later in the middle of a request.
 Nothing here reads the environment at import time.
 """
 
@@ -91,11 +91,11 @@ class Settings:
     # no expiry): IdPs hold one token for years and break when it expires.
     scim_token_ttl_seconds: int = 0
     # Lifetime of access tokens issued by the OAuth 2.0 client-credentials
-    # grant (Entra ID's alternative to a long-lived token, issue #4).
+    # grant (Entra ID's alternative to a long-lived token).
     oauth_token_ttl_seconds: int = 3600
 
     # Per-credential request rate (token bucket); 0 disables. Sized far above
-    # what an Entra initial cycle or an Okta import sends (issue #4).
+    # what an Entra initial cycle or an Okta import sends.
     rate_limit_per_minute: int = 6000
     rate_limit_burst: int = 1000
 

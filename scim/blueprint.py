@@ -141,7 +141,7 @@ class _Views:
         return error_response(exception_from_validation_error(exc))
 
     def check_query_string(self) -> None:
-        """Refuse an over-long query string before reading it (issue 2, limits)."""
+        """Refuse an over-long query string before reading it (a limit of the settings)."""
         if len(request.query_string) > self.settings.max_query_string_bytes:
             raise InvalidValueException(
                 detail=f"The query string exceeds {self.settings.max_query_string_bytes} bytes"

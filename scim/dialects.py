@@ -1,12 +1,13 @@
 """What Okta and Microsoft Entra ID send that must be accepted, before scim2-models validates it.
 
-The IdPs deviate from RFC 7643/7644 in ways that are harmless to read but
-that a strict validator refuses; DESIGN.md rule 1 forbids turning such a
-request into an error. These functions take the parsed JSON of a request and
-return a copy in the strict form. What scim2-models already tolerates (op
-names in any case, string booleans, attribute names in any case, PATCH value
-keys that are attribute paths, ``Add`` on a filter matching nothing, a
-``remove`` whose value lists the entries) is left to it.
+The IdPs deviate from RFC 7643/7644 in ways that are harmless to read but that
+a strict validator refuses, and turning such a request into an error would
+break provisioning (docs/rules.md#directory-mirrors-the-idp). These functions
+take the parsed JSON of a request and return a copy in the strict form. What
+scim2-models already tolerates (op names in any case, string booleans,
+attribute names in any case, PATCH value keys that are attribute paths,
+``Add`` on a filter matching nothing, a ``remove`` whose value lists the
+entries) is left to it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _SERVER_ASSIGNED = frozenset({"id", "meta"})
 
 _NEVER_WRITTEN_USER_ATTRIBUTES = frozenset({"groups", "password"})
 """User attributes accepted and dropped: ``groups`` is read-only (RFC 7643 section
-4.1.2) and Hub never stores a password, not even hashed (issue 4)."""
+4.1.2) and Hub never stores a password, not even hashed."""
 
 _MANAGER = f"{ENTERPRISE_SCHEMA}:manager".lower()
 

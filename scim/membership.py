@@ -6,7 +6,7 @@ operations (``displayName``, ``externalId``...) are applied by scim2-models
 to the group document. The member list is never loaded: a PATCH naming k
 members costs O(k) whatever the size of the group.
 
-The forms understood, from RFC 7644 and the IdPs (issue 4):
+The forms understood, from RFC 7644 and the IdPs (docs/okta.md, docs/entra.md):
 
 - ``add`` ``members`` with a list of ``{"value": id}``: add those members;
 - ``remove`` ``members[value eq "id"]`` (or several ``value eq`` joined by

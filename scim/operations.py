@@ -49,7 +49,7 @@ PATCH_POLICY = ScimPolicy(
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
-"""How PATCH requests are read (RFC 7644 section 3.5.2, as Entra ID speaks it, issue 4).
+"""How PATCH requests are read (RFC 7644 section 3.5.2, as Entra ID speaks it).
 
 A ``remove`` may list the entries to remove in its ``value``, and an ``add``
 or ``replace`` on a filtered path that matches nothing, such as

@@ -27,8 +27,8 @@ from scim.resources import ENDPOINTS, MODELS
 REQUEST_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
 """How resource bodies are read: an attribute no schema declares is dropped, not refused.
 
-RFC 7644 does not require refusing it, and DESIGN.md rule 1 forbids turning
-an IdP's otherwise valid request into an error: an attribute an admin mapped
+RFC 7644 does not require refusing it, and an IdP's otherwise valid request
+must not become an error (docs/rules.md#directory-mirrors-the-idp): an attribute an admin mapped
 in Okta or Entra without Hub knowing it is ignored, as RFC 7644 section
 3.5.1 ignores read-only ones.
 """
@@ -52,7 +52,7 @@ def to_backend_document(resource: Resource[Any]) -> Document:
 
     Dumped in a request context, which leaves out read-only attributes
     (``id``, ``meta``, a User's ``groups``); ``password`` is dropped too, as
-    Hub stores no password (issue 4).
+    Hub stores no password.
     """
     document = resource.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
     document.pop("password", None)

@@ -7,16 +7,24 @@ talks SCIM to the app as that organization's IdP would::
     def test_okta_creates_a_user(scim):
         response = scim.post("/Users", json={"schemas": [...], "userName": "ada"})
         assert response.status_code == 201
+
+On top of them, the cast of ``tests/scenarios.py``: ``idp`` (the IdP, built on
+``scim``), ``hub`` (IT, on the same organization) and ``product`` (a Hub
+product with an ``access`` credential)::
+
+    def test_a_leaver_loses_psa(idp, hub, product): ...
 """
 
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
@@ -27,6 +35,7 @@ from connector.tenancy.credentials import Scope, create_credential
 from connector.tenancy.organizations import create_organization
 from connector.web.app import SCIM_PREFIX, hub_scim
 from connector.web.app import create_app as _create_app
+from tests.scenarios import AccessApi, Hub, Idp
 
 SCIM_CONTENT_TYPE = "application/scim+json"
 
@@ -152,3 +161,42 @@ def other_org_id(engine: Engine) -> int:
 def other_org_scim(client: FlaskClient, engine: Engine, other_org_id: int) -> ScimClient:
     """The IdP of another organization, on the same app."""
     return ScimClient(client, issue_token(engine, other_org_id))
+
+
+@pytest.fixture
+def idp(scim: ScimClient) -> Idp:
+    """This test's organization's IdP, pushing users, groups and memberships."""
+    return Idp(scim)
+
+
+@pytest.fixture
+def hub(engine: Engine, org_id: int) -> Hub:
+    """IT of this test's organization (no mapping applied yet)."""
+    return Hub(engine, org_id)
+
+
+@pytest.fixture
+def access_token(engine: Engine, org_id: int) -> str:
+    """An ``access`` credential of this test's organization, as a Hub product holds."""
+    return issue_token(engine, org_id, Scope.ACCESS)
+
+
+@pytest.fixture
+def product(client: FlaskClient, access_token: str) -> AccessApi:
+    """PSA (or any Hub product) of this test's organization, calling ``/api/v1``."""
+    return AccessApi(client, access_token)
+
+
+@pytest.fixture
+def other_org_idp(other_org_scim: ScimClient) -> Idp:
+    """The IdP of another organization, pushing into the same app."""
+    return Idp(other_org_scim)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """Runs ``hub-scim`` commands in-process, with no ``HUB_SCIM_*`` variable of the caller."""
+    for name in list(os.environ):
+        if name.startswith("HUB_SCIM_"):
+            monkeypatch.delenv(name)
+    return CliRunner()

@@ -13,125 +13,21 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
-from werkzeug.test import TestResponse
 
-from connector.admin.grants import set_product_state
-from connector.admin.mappings import apply_mapping
-from connector.db.engine import make_session_factory
-from connector.tenancy.credentials import Scope
-from tests.fixtures_app import ScimClient, issue_token
-
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-MAPPING = """\
-default_role = "member"
-owner_fallback_role = "admin"
-
-[[rules]]
-name = "Owners"
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-name = "PSA technicians"
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-
-[[rules]]
-group = "Auditors"
-role = "viewer"
-"""
-
-
-class AccessApi:
-    """A Hub product calling ``/api/v1`` with a bearer credential."""
-
-    def __init__(self, client: FlaskClient, token: str | None) -> None:
-        self.client = client
-        self.token = token
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def access(self, user: str) -> TestResponse:
-        return self.client.get(f"/api/v1/access/{user}", headers=self.headers())
-
-    def authorize(self, user: str, permission: Any) -> TestResponse:
-        return self.client.post(
-            f"/api/v1/access/{user}/authorize",
-            json={"permission": permission},
-            headers=self.headers(),
-        )
-
-    def onboarded(self, user: str, product: str) -> TestResponse:
-        return self.client.post(
-            f"/api/v1/access/{user}/onboarding/{product}", headers=self.headers()
-        )
-
-    def events(self, **query: Any) -> TestResponse:
-        return self.client.get("/api/v1/events", query_string=query, headers=self.headers())
+from tests.fixtures_app import ScimClient
+from tests.scenarios import OWNERS_MAPPING, AccessApi, Hub, Idp
 
 
 @pytest.fixture
-def access_token(engine: Engine, org_id: int) -> str:
-    return issue_token(engine, org_id, Scope.ACCESS)
-
-
-@pytest.fixture
-def product(client: FlaskClient, access_token: str) -> AccessApi:
-    """PSA (or any Hub product) of this test's organization."""
-    return AccessApi(client, access_token)
-
-
-@pytest.fixture
-def it_admin(engine: Engine, org_id: int) -> Callable[..., None]:
+def it_admin(hub: Hub) -> Callable[..., None]:
     """IT applies the mapping and sets product states, as `hub-scim` does, committed."""
 
-    def configure(mapping: str = MAPPING, **states: str) -> None:
-        with make_session_factory(engine)() as session:
-            apply_mapping(session, org_id, mapping, actor="it@msp.example", dry_run=False)
-            for name, state in states.items():
-                set_product_state(session, org_id, name, state, actor="it@msp.example")
-            session.commit()
+    def configure(mapping: str = OWNERS_MAPPING, **states: str) -> None:
+        hub.apply(mapping)
+        for name, state in states.items():
+            hub.product(name, state)
 
     return configure
-
-
-def push_user(scim: ScimClient, user_name: str) -> str:
-    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": user_name})
-    assert response.status_code == 201, response.json
-    user_id: str = response.json["id"]
-    return user_id
-
-
-def push_group(scim: ScimClient, name: str, *members: str) -> str:
-    response = scim.post(
-        "/Groups",
-        json={
-            "schemas": [GROUP_SCHEMA],
-            "displayName": name,
-            "members": [{"value": member} for member in members],
-        },
-    )
-    assert response.status_code == 201, response.json
-    group_id: str = response.json["id"]
-    return group_id
-
-
-def deactivate(scim: ScimClient, user_id: str) -> None:
-    response = scim.patch(
-        f"/Users/{user_id}",
-        json={
-            "schemas": [PATCH_SCHEMA],
-            "Operations": [{"op": "replace", "value": {"active": False}}],
-        },
-    )
-    assert response.status_code in (200, 204), response.json
 
 
 def rule_names(sources: list[dict[str, Any]]) -> list[str]:
@@ -142,10 +38,10 @@ def rule_names(sources: list[dict[str, Any]]) -> list[str]:
 
 
 def test_psa_reads_a_technicians_access_with_where_it_came_from(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="active")
 
     response = product.access("ada@msp.example")
@@ -165,9 +61,9 @@ def test_psa_reads_a_technicians_access_with_where_it_came_from(
 
 
 def test_a_user_is_found_by_id_or_by_user_name(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
     it_admin()
 
     by_id = product.access(ada)
@@ -178,10 +74,10 @@ def test_a_user_is_found_by_id_or_by_user_name(
 
 
 def test_a_grant_of_a_product_not_subscribed_is_shown_dormant(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="not_subscribed")
 
     access = product.access(ada).json
@@ -197,10 +93,10 @@ def test_a_grant_of_a_product_not_subscribed_is_shown_dormant(
 
 
 def test_authorize_allows_a_granted_permission_naming_the_rule(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="active")
 
     response = product.authorize(ada, "psa.tickets.create")
@@ -220,14 +116,14 @@ def test_authorize_allows_a_granted_permission_naming_the_rule(
     ],
 )
 def test_authorize_denies_with_the_reason(
-    scim: ScimClient,
+    idp: Idp,
     it_admin: Callable[..., None],
     product: AccessApi,
     permission: str,
     reason: str,
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="active", crm="active")
 
     response = product.authorize(ada, permission)
@@ -238,11 +134,11 @@ def test_authorize_denies_with_the_reason(
 
 
 def test_a_viewer_keeps_only_read_permissions_whatever_the_grants_say(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
-    push_group(scim, "Auditors", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
+    idp.group("Auditors", [ada])
     it_admin(psa="active")
 
     create = product.authorize(ada, "psa.tickets.create").json
@@ -265,9 +161,9 @@ def test_a_viewer_keeps_only_read_permissions_whatever_the_grants_say(
     ],
 )
 def test_a_malformed_authorize_body_is_400_json(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi, body: Any
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi, body: Any
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
     it_admin()
 
     response = product.client.post(
@@ -279,9 +175,9 @@ def test_a_malformed_authorize_body_is_400_json(
 
 
 def test_a_body_that_is_not_json_is_400_json(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
     it_admin()
 
     response = product.client.post(
@@ -299,10 +195,10 @@ def test_a_body_that_is_not_json_is_400_json(
 
 
 def test_onboarding_shows_once_per_user_per_product(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="active")
 
     first = product.onboarded(ada, "psa")
@@ -315,9 +211,9 @@ def test_onboarding_shows_once_per_user_per_product(
 
 
 def test_onboarding_of_an_unknown_product_is_404(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
     it_admin()
 
     response = product.onboarded(ada, "spreadsheets")
@@ -330,14 +226,14 @@ def test_onboarding_of_an_unknown_product_is_404(
 
 
 def test_a_leavers_access_is_gone_in_the_very_next_query(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     it_admin(psa="active")
     assert product.authorize(ada, "psa.tickets.create").json["allowed"] is True
 
-    deactivate(scim, ada)
+    idp.deactivate(ada)
 
     access = product.access(ada).json
     assert access["active"] is False
@@ -349,20 +245,18 @@ def test_a_leavers_access_is_gone_in_the_very_next_query(
 
 
 def test_okta_pushes_three_owners_two_are_seated_and_the_third_waits(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
     it_admin()
-    ada, grace, linus = (
-        push_user(scim, f"{name}@msp.example") for name in ("ada", "grace", "linus")
-    )
+    ada, grace, linus = (idp.user(f"{name}@msp.example") for name in ("ada", "grace", "linus"))
 
-    push_group(scim, "Hub Owners", ada, grace, linus)
+    idp.group("Hub Owners", [ada, grace, linus])
 
     roles = {user: product.access(user).json for user in (ada, grace, linus)}
     assert [roles[user]["role"] for user in (ada, grace, linus)] == ["owner", "owner", "admin"]
     assert roles[linus]["held"] is True
 
-    deactivate(scim, ada)
+    idp.deactivate(ada)
 
     seated = product.access(linus).json
     assert seated["role"] == "owner"
@@ -373,13 +267,13 @@ def test_okta_pushes_three_owners_two_are_seated_and_the_third_waits(
 
 
 def test_another_organizations_user_is_404_like_an_unknown_one(
-    scim: ScimClient,
-    other_org_scim: ScimClient,
+    idp: Idp,
+    other_org_idp: Idp,
     it_admin: Callable[..., None],
     product: AccessApi,
 ) -> None:
     it_admin()
-    theirs = push_user(other_org_scim, "ada@other.example")
+    theirs = other_org_idp.user("ada@other.example")
 
     by_id = product.access(theirs)
     by_name = product.access("ada@other.example")
@@ -451,14 +345,14 @@ def test_an_unknown_endpoint_is_json_not_html(product: AccessApi) -> None:
 
 
 def test_a_polling_product_reads_each_access_change_once_in_order(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
     it_admin(psa="active")
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
 
     first = product.events().json
-    deactivate(scim, ada)
+    idp.deactivate(ada)
     second = product.events(after=first["next_after"]).json
 
     assert first["events"], "the grant was announced"
@@ -470,11 +364,11 @@ def test_a_polling_product_reads_each_access_change_once_in_order(
 
 
 def test_events_are_paged_with_limit(
-    scim: ScimClient, it_admin: Callable[..., None], product: AccessApi
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:
     it_admin()
     for name in ("ada", "grace", "linus"):
-        push_user(scim, f"{name}@msp.example")
+        idp.user(f"{name}@msp.example")
     everything = product.events(limit=1000).json["events"]
 
     page = product.events(limit=1).json
@@ -494,8 +388,8 @@ def test_bad_event_query_parameters_are_400(product: AccessApi, query: dict[str,
 
 
 def test_events_of_another_organization_are_never_shown(
-    other_org_scim: ScimClient, product: AccessApi
+    other_org_idp: Idp, product: AccessApi
 ) -> None:
-    push_user(other_org_scim, "ada@other.example")
+    other_org_idp.user("ada@other.example")
 
     assert product.events().json == {"events": [], "next_after": 0}

@@ -18,31 +18,15 @@ from connector.access.derive import (
 from connector.access.mapping import GroupRef, ProductGrant, bind_rules, parse_mapping
 from connector.access.owners import OwnerStanding
 from connector.access.roles import ItAction, Role
+from tests.scenarios import AUDITORS, HUB_ADMINS, HUB_OWNERS, PSA_TECHNICIANS, Rule, mapping
 
-MAPPING = """\
-[[rules]]
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-group = "Hub Admins"
-role = "admin"
-
-[[rules]]
-group = "Auditors"
-role = "viewer"
-
-[[rules]]
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-
-[[rules]]
-group = "RMM Techs"
-product = "rmm"
-permissions = ["rmm.devices.read"]
-"""
+MAPPING = mapping(
+    HUB_OWNERS,
+    HUB_ADMINS,
+    AUDITORS,
+    PSA_TECHNICIANS,
+    Rule(group="RMM Techs", product="rmm", permissions=("rmm.devices.read",)),
+)
 GROUPS = {
     name: f"g-{index}"
     for index, name in enumerate(
@@ -159,10 +143,14 @@ def test_it_actions_follow_the_matrix(
 
 def test_an_it_action_denial_names_who_may() -> None:
     decision = authorize_action(access_of("Hub Admins"), ItAction.EXPORT_AUDIT)
-    assert decision.reason == "Admin may not Export Audit: only Owners may (seeds/org-roles.txt)"
+    assert decision.reason == (
+        "Admin may not Export Audit: only Owners may "
+        "(see docs/rules.md#roles-and-permission-matrix)"
+    )
     decision = authorize_action(access_of(), ItAction.GRANT_PRODUCT_ACCESS)
     assert decision.reason == (
-        "Member may not Grant Product Access: only Owners and Admins may (seeds/org-roles.txt)"
+        "Member may not Grant Product Access: only Owners and Admins may "
+        "(see docs/rules.md#roles-and-permission-matrix)"
     )
     inactive = authorize_action(access_of("Hub Owners", active=False), ItAction.VIEW_AUDIT)
     assert not inactive.allowed

@@ -22,7 +22,7 @@ def test_hub_offers_psa_crm_defend_and_rmm() -> None:
     assert HUB_CATALOG.names == ("psa", "crm", "defend", "rmm")
 
 
-def test_each_product_has_the_onboarding_flow_the_seeds_describe() -> None:
+def test_each_product_has_its_documented_onboarding_flow() -> None:
     flows = {product.name: product.onboarding for product in HUB_CATALOG}
     assert flows == {
         "psa": "Service board setup",

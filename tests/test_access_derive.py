@@ -1,4 +1,4 @@
-"""A staff user's derived Hub access, rule by rule of DESIGN.md (2 to 8, and 10)."""
+"""A staff user's derived Hub access, section by section of docs/rules.md."""
 
 from __future__ import annotations
 
@@ -33,51 +33,34 @@ from connector.access.mapping import (
 from connector.access.onboarding import Onboarding
 from connector.access.owners import OwnerSeats, OwnerStanding
 from connector.access.roles import Role
+from tests.scenarios import (
+    AUDITORS,
+    HUB_ADMINS,
+    HUB_OWNERS,
+    PSA_READ,
+    PSA_TECHNICIANS,
+    Rule,
+    mapping,
+)
 
 NOW = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 
-MAPPING = """\
-default_role = "member"
-owner_fallback_role = "admin"
-map_scim_roles = true
-
-[[rules]]
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-group = "Hub Admins"
-role = "admin"
-
-[[rules]]
-group = "Auditors"
-role = "viewer"
-
-[[rules]]
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-
-[[rules]]
-group = "PSA Dispatch"
-product = "psa"
-product_roles = ["dispatcher"]
-permissions = ["psa.tickets.read", "psa.tickets.update"]
-
-[[rules]]
-group = "RMM Techs"
-product = "rmm"
-permissions = ["rmm.devices.read", "rmm.scripts.run"]
-
-[[rules]]
-scim_role = "hub-owner"
-role = "owner"
-
-[[rules]]
-scim_role = "hub-admin"
-role = "admin"
-"""
+MAPPING = mapping(
+    HUB_OWNERS,
+    HUB_ADMINS,
+    AUDITORS,
+    PSA_TECHNICIANS,
+    Rule(
+        group="PSA Dispatch",
+        product="psa",
+        product_roles=("dispatcher",),
+        permissions=(PSA_READ, "psa.tickets.update"),
+    ),
+    Rule(group="RMM Techs", product="rmm", permissions=("rmm.devices.read", "rmm.scripts.run")),
+    Rule(scim_role="hub-owner", role="owner"),
+    Rule(scim_role="hub-admin", role="admin"),
+    map_scim_roles=True,
+)
 
 GROUPS = [
     GroupRef("g-own", "00g-owners", "Hub Owners"),
@@ -389,10 +372,10 @@ def test_onboarding_is_pending_until_done_and_survives_a_regrant() -> None:
     assert regranted.products["psa"].onboarding is Onboarding.DONE
 
 
-# The access JSON (issue 3)
+# The access JSON (what the access API and `hub-scim access --json` print)
 
 
-def test_the_access_json_has_the_shape_of_issue_3() -> None:
+def test_the_access_json_has_its_documented_shape() -> None:
     access = derive_access(
         user("u1", "Auditors", "PSA Technicians", "RMM Techs"),
         context({"psa": ProductState.ACTIVE}),

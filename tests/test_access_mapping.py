@@ -1,4 +1,4 @@
-"""IT's mapping file: the format of issue 3, every refusal with its line, and rule binding."""
+"""IT's mapping file (docs/rules.md#mapping-rules): each refusal with its line, and binding."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from connector.access.mapping import (
 )
 from connector.access.roles import Role
 
-ISSUE_EXAMPLE = """\
+DOCUMENTED_EXAMPLE = """\
 default_role = "member"        # role of a user in no role-mapped group
 owner_fallback_role = "admin"  # role a held third Owner acts with
 client_domains = ["clients.example.com"]  # email domains of Portal clients
@@ -46,8 +46,8 @@ def problems_of(text: str) -> list[tuple[int | None, str]]:
 # The format
 
 
-def test_the_issue_example_parses() -> None:
-    config = parse_mapping(ISSUE_EXAMPLE)
+def test_the_documented_example_parses() -> None:
+    config = parse_mapping(DOCUMENTED_EXAMPLE)
     assert config == MappingConfig(
         default_role=Role.MEMBER,
         owner_fallback_role=Role.ADMIN,
@@ -131,7 +131,7 @@ def test_client_domains_are_kept_lower_case() -> None:
 
 
 def test_the_config_prints_as_json() -> None:
-    printed = parse_mapping(ISSUE_EXAMPLE).to_json()
+    printed = parse_mapping(DOCUMENTED_EXAMPLE).to_json()
     assert printed["rules"][1] == {
         "rule": 2,
         "line": 9,
@@ -508,7 +508,7 @@ def test_a_custom_catalog_validates_its_own_products() -> None:
 # Binding rules to groups
 
 
-OWNERS_AND_TECHS = parse_mapping(ISSUE_EXAMPLE)
+OWNERS_AND_TECHS = parse_mapping(DOCUMENTED_EXAMPLE)
 
 
 def test_a_rule_binds_to_a_group_by_display_name_case_insensitively() -> None:
@@ -576,7 +576,7 @@ def test_rules_naming_the_same_group_share_one_binding() -> None:
 
 
 def test_client_addresses_are_found_by_exact_domain() -> None:
-    config = parse_mapping(ISSUE_EXAMPLE)
+    config = parse_mapping(DOCUMENTED_EXAMPLE)
     addresses = [
         "tech@msp.example.com",
         "Jane@Clients.Example.com",

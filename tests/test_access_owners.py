@@ -1,4 +1,6 @@
-"""The two-Owner cap, the hold queue and the last-Owner rule (DESIGN.md rules 3 and 4).
+"""The two-Owner cap, the hold queue and the last-Owner rule.
+
+docs/rules.md#owner-cap and #last-owner.
 
 Scenarios first (Okta pushing "Hub Owners", Entra disabling an Owner, one
 PATCH swapping Owners), then properties over random sequences of directory

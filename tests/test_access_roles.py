@@ -1,52 +1,61 @@
-"""The platform roles and the IT-facing permission matrix, checked against the seeds' own table."""
+"""The platform roles and the IT-facing permission matrix, checked against docs/rules.md's table."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from connector.access.roles import PERMISSION_MATRIX, ItAction, Role, matrix_to_json, may
 
-# Verbatim from seeds/org-roles.txt, "The Four Roles".
-SEED_TABLE = """\
-| Role | Manage Users | Manage Roles | View Billing | View Audit | Scope |
-|---|---|---|---|---|---|
-| Owner | Yes | Yes | Yes | Yes | Unrestricted — full control over all settings and products |
-| Admin | Yes | No | No | Yes | User management and product access, no billing or role definitions |
-| Member | No | No | No | No | Access to assigned products only, with product-specific permissions |
-| Viewer | No | No | No | No | Read-only access across assigned products |
-"""
+RULES = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 
 
-def seed_rows() -> list[tuple[Role, ItAction, bool]]:
-    lines = [line.strip().strip("|").split("|") for line in SEED_TABLE.splitlines()]
+def documented_matrix() -> list[str]:
+    """The table lines of the "Roles and permission matrix" section of docs/rules.md."""
+    section = RULES.read_text(encoding="utf-8").split("\n## Roles and permission matrix\n")[1]
+    section = section.split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def documented_rows() -> list[tuple[Role, ItAction, bool]]:
+    lines = [line.strip().strip("|").split("|") for line in documented_matrix()]
     header = [cell.strip() for cell in lines[0]]
+    actions = header[1:-1]  # between the role and the scope
     rows = []
     for cells in lines[2:]:
         cells = [cell.strip() for cell in cells]
         role = Role.parse(cells[0])
-        for column, cell in zip(header[1:5], cells[1:5], strict=True):
+        for column, cell in zip(actions, cells[1:-1], strict=True):
             rows.append((role, ItAction.parse(column), cell == "Yes"))
     return rows
 
 
-@pytest.mark.parametrize(("role", "action", "allowed"), seed_rows())
-def test_the_seed_table_row_for_row(role: Role, action: ItAction, allowed: bool) -> None:
+def test_the_documented_table_names_every_role_and_action() -> None:
+    rows = documented_rows()
+    assert {role for role, _, _ in rows} == set(Role)
+    assert {action for _, action, _ in rows} == set(ItAction)
+    assert len(rows) == len(Role) * len(ItAction)
+
+
+@pytest.mark.parametrize(("role", "action", "allowed"), documented_rows())
+def test_the_documented_table_row_for_row(role: Role, action: ItAction, allowed: bool) -> None:
     assert may(role, action) is allowed
 
 
 def test_only_owners_export_the_audit_log() -> None:
-    # Admin "Can view (but not export) the audit log"; DESIGN.md rule 11.
+    # Admins view the audit log but do not export it (docs/rules.md#audit).
     assert [role for role in Role if may(role, ItAction.EXPORT_AUDIT)] == [Role.OWNER]
     assert may(Role.ADMIN, ItAction.VIEW_AUDIT)
 
 
 def test_only_owners_enable_products() -> None:
-    # "Only Owners can add or remove products from the organization's subscription."
+    # Only Owners add or remove products from the organization's subscription.
     assert [role for role in Role if may(role, ItAction.ENABLE_PRODUCTS)] == [Role.OWNER]
 
 
 def test_owners_and_admins_grant_product_access() -> None:
-    # "Admins and Owners can grant access to individual users"; "products.* (Owner or Admin)".
+    # Owners and Admins grant product access to individual users.
     allowed = {role for role in Role if may(role, ItAction.GRANT_PRODUCT_ACCESS)}
     assert allowed == {Role.OWNER, Role.ADMIN}
 
@@ -75,7 +84,7 @@ def test_an_unknown_role_names_the_known_ones() -> None:
         Role.parse("boss")
 
 
-def test_actions_parse_as_the_seeds_write_them() -> None:
+def test_actions_parse_as_hub_writes_them() -> None:
     assert ItAction.parse("Manage Users") is ItAction.MANAGE_USERS
     assert ItAction.parse("export-audit") is ItAction.EXPORT_AUDIT
     with pytest.raises(ValueError, match="unknown action"):

@@ -1,4 +1,4 @@
-"""Configuration: defaults, then HUB_SCIM_* variables, then explicit overrides (STYLE.md rule 7)."""
+"""Configuration: defaults, then HUB_SCIM_* variables, then explicit overrides."""
 
 from __future__ import annotations
 

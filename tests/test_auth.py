@@ -1,7 +1,7 @@
 """Bearer credentials: an IdP with a good token gets in, everyone else gets a SCIM 401.
 
 RFC 6750 section 3 (WWW-Authenticate), RFC 7644 section 3.12 (Error documents),
-DESIGN.md "Words": a credential belongs to exactly one organization.
+docs/rules.md#words: a credential belongs to exactly one organization.
 """
 
 from __future__ import annotations

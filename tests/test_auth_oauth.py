@@ -1,7 +1,7 @@
 """Entra's "OAuth2 Client Credentials Grant": a client id and secret buy short-lived SCIM tokens.
 
 RFC 6749 section 4.4 (the grant), section 5.2 (its errors, as OAuth JSON on
-the token endpoint), issue #4.
+the token endpoint).
 """
 
 from __future__ import annotations

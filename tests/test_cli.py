@@ -34,14 +34,6 @@ def database_file_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("HUB_SCIM_"):
-            monkeypatch.delenv(name)
-    return CliRunner()
-
-
-@pytest.fixture
 def migrated_url(runner: CliRunner, database_file_url: str) -> str:
     result = runner.invoke(cli, ["db", "upgrade", "--database-url", database_file_url])
     assert result.exit_code == 0, result.output

@@ -8,7 +8,6 @@ so each scenario reads as IT would live it: Okta pushed, IT maps, IT looks.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from alembic import command
 from click.testing import CliRunner, Result
-from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
 from connector.cli import access as cli_access
@@ -24,30 +22,12 @@ from connector.cli.main import cli
 from connector.db.engine import make_session_factory
 from connector.db.migrations import alembic_config, current_revision, head_revision
 from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
-from connector.tenancy.credentials import Scope
 from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
-from tests.fixtures_app import ScimClient, issue_token
+from tests.scenarios import HUB_OWNERS, PSA_TECHNICIANS, AccessApi, Idp, mapping
 from tests.webhook_receiver import Receiver, running
 
-USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
-GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
-MAPPING = """\
-default_role = "member"
-owner_fallback_role = "admin"
-
-[[rules]]
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-"""
+MAPPING = mapping(HUB_OWNERS, PSA_TECHNICIANS)
 
 # Line 3: an unknown role; line 8: an unknown permission.
 BAD_MAPPING = """\
@@ -75,14 +55,6 @@ def cli_database_url(database_url: str, engine: Engine) -> str:
         if current_revision(connection) != head_revision():
             command.stamp(alembic_config(connection), "head")
     return database_url
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("HUB_SCIM_"):
-            monkeypatch.delenv(name)
-    return CliRunner()
 
 
 @pytest.fixture
@@ -117,27 +89,6 @@ def bad_mapping_file(tmp_path: Path) -> Path:
     return path
 
 
-def push_user(scim: ScimClient, user_name: str) -> str:
-    response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": user_name})
-    assert response.status_code == 201, response.json
-    user_id: str = response.json["id"]
-    return user_id
-
-
-def push_group(scim: ScimClient, name: str, *members: str) -> str:
-    response = scim.post(
-        "/Groups",
-        json={
-            "schemas": [GROUP_SCHEMA],
-            "displayName": name,
-            "members": [{"value": member} for member in members],
-        },
-    )
-    assert response.status_code == 201, response.json
-    group_id: str = response.json["id"]
-    return group_id
-
-
 def ok(result: Result) -> Result:
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
@@ -164,10 +115,10 @@ def access_json(hub_scim: Callable[..., Result], org: str, user: str) -> dict[st
 
 
 def test_a_dry_run_previews_the_change_and_changes_nothing(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
     before = access_json(hub_scim, org_name, ada)
 
     preview = ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file), "--dry-run"))
@@ -179,10 +130,10 @@ def test_a_dry_run_previews_the_change_and_changes_nothing(
 
 
 def test_applying_the_mapping_changes_access_and_show_prints_the_file(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
 
     applied = ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
@@ -192,10 +143,10 @@ def test_applying_the_mapping_changes_access_and_show_prints_the_file(
 
 
 def test_the_dry_run_preview_as_json(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
 
     result = ok(
         hub_scim("mapping", "apply", "--org", org_name, str(mapping_file), "--dry-run", "--json")
@@ -206,14 +157,14 @@ def test_the_dry_run_preview_as_json(
 
 
 def test_a_bad_file_names_every_line_and_changes_nothing(
-    scim: ScimClient,
+    idp: Idp,
     hub_scim: Callable[..., Result],
     org_name: str,
     mapping_file: Path,
     bad_mapping_file: Path,
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     result = hub_scim("mapping", "apply", "--org", org_name, str(bad_mapping_file))
@@ -248,10 +199,10 @@ def test_mapping_for_an_unknown_organization_is_one_error_line(
 
 
 def test_a_product_not_subscribed_keeps_its_grants_dormant_until_enabled(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     ok(hub_scim("product", "set", "--org", org_name, "psa", "not_subscribed"))
@@ -295,9 +246,9 @@ def test_an_unknown_product_or_state_is_refused(
 
 
 def test_a_manual_grant_counts_until_revoked(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
     ok(hub_scim("product", "set", "--org", org_name, "rmm", "active"))
 
     ok(
@@ -317,9 +268,9 @@ def test_a_manual_grant_counts_until_revoked(
 
 
 def test_a_grant_with_a_client_role_is_refused(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    push_user(scim, "ada@msp.example")
+    idp.user("ada@msp.example")
 
     result = hub_scim(
         "grant", "--org", org_name, "ada@msp.example", "psa", "--role", "portal_contact"
@@ -342,33 +293,30 @@ def test_a_grant_to_an_unknown_user_is_one_error_line(
 
 
 def test_access_json_is_exactly_what_products_read_from_the_api(
-    scim: ScimClient,
-    client: FlaskClient,
-    engine: Engine,
-    org_id: int,
+    idp: Idp,
+    product: AccessApi,
     hub_scim: Callable[..., Result],
     org_name: str,
     mapping_file: Path,
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
     ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
-    token = issue_token(engine, org_id, Scope.ACCESS)
 
     printed = access_json(hub_scim, org_name, "ada@msp.example")
-    served = client.get(f"/api/v1/access/{ada}", headers={"Authorization": f"Bearer {token}"})
+    served = product.effective_access(ada)
 
-    assert printed == served.json
+    assert printed == served
     assert {"active", "role", "held", "products", "dormant"} <= set(printed)
     assert set(printed["products"]["psa"]) >= {"roles", "permissions", "onboarding", "sources"}
 
 
 def test_access_for_people_names_the_role_grants_and_rules(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
     ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
 
@@ -391,10 +339,10 @@ def test_access_of_an_unknown_user_is_one_error_line(
 
 
 def test_audit_json_is_one_object_per_line_with_actor_and_cause(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     lines = ok(hub_scim("audit", "--org", org_name, "--json")).output.splitlines()
@@ -411,9 +359,9 @@ def test_audit_json_is_one_object_per_line_with_actor_and_cause(
 
 
 def test_audit_for_people_is_one_line_per_entry(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    push_user(scim, "ada@msp.example")
+    idp.user("ada@msp.example")
     ok(hub_scim("product", "set", "--org", org_name, "psa", "active"))
 
     text = ok(hub_scim("audit", "--org", org_name)).output
@@ -423,9 +371,9 @@ def test_audit_for_people_is_one_line_per_entry(
 
 
 def test_health_fails_monitoring_for_an_org_without_an_owner(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    push_user(scim, "ada@msp.example")
+    idp.user("ada@msp.example")
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     result = hub_scim("health", "--org", org_name)
@@ -438,11 +386,11 @@ def test_health_fails_monitoring_for_an_org_without_an_owner(
 
 
 def test_health_passes_once_an_owner_is_seated_and_every_rule_has_its_group(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, mapping_file: Path
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "Hub Owners", ada)
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("Hub Owners", [ada])
+    idp.group("PSA Technicians", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     ok(hub_scim("health", "--org", org_name))
@@ -460,7 +408,7 @@ def psa(monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> Iterator[Receiver
 
 
 def test_a_webhook_receives_signed_events_once(
-    scim: ScimClient,
+    idp: Idp,
     hub_scim: Callable[..., Result],
     org_name: str,
     mapping_file: Path,
@@ -468,8 +416,8 @@ def test_a_webhook_receives_signed_events_once(
 ) -> None:
     added = ok(hub_scim("webhook", "add", "--org", org_name, psa.url))
     secret = added.output.splitlines()[-1]
-    ada = push_user(scim, "ada@msp.example")
-    push_group(scim, "PSA Technicians", ada)
+    ada = idp.user("ada@msp.example")
+    idp.group("PSA Technicians", [ada])
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     ok(hub_scim("events", "deliver", "--once", "--org", org_name))
@@ -530,14 +478,14 @@ def test_it_lists_rotates_and_removes_a_webhook(
 
 
 def test_events_are_replayed_by_sequence(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str, psa: Receiver
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, psa: Receiver
 ) -> None:
     ok(
         hub_scim(
             "grant",
             "--org",
             org_name,
-            push_user(scim, "ada@msp.example"),
+            idp.user("ada@msp.example"),
             "psa",
             "--permission",
             "psa.tickets.read",
@@ -559,9 +507,9 @@ def test_events_are_replayed_by_sequence(
 
 
 def test_a_grant_of_a_product_not_subscribed_says_it_is_dormant(
-    scim: ScimClient, hub_scim: Callable[..., Result], org_name: str
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str
 ) -> None:
-    ada = push_user(scim, "ada@msp.example")
+    ada = idp.user("ada@msp.example")
 
     result = ok(
         hub_scim("grant", "--org", org_name, ada, "crm", "--permission", "crm.contacts.read")

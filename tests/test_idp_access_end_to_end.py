@@ -10,58 +10,28 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
-from sqlalchemy import Engine
 
-from connector.admin.grants import set_product_state
-from connector.admin.mappings import apply_mapping
-from connector.db.engine import make_session_factory
-from connector.tenancy.credentials import Scope
-from tests.fixtures_app import ScimClient, issue_token
+from tests.fixtures_app import ScimClient
+from tests.scenarios import (
+    ENTERPRISE_SCHEMA,
+    GROUP_SCHEMA,
+    HUB_OWNERS,
+    PATCH_SCHEMA,
+    PSA_TECHNICIANS,
+    USER_SCHEMA,
+    AccessApi,
+    Hub,
+    mapping,
+)
 
-USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MICROSOFT_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 
-MAPPING = """\
-default_role = "member"
-owner_fallback_role = "admin"
-
-[[rules]]
-group = "Hub Owners"
-role = "owner"
-
-[[rules]]
-group = "PSA Technicians"
-product = "psa"
-product_roles = ["technician"]
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-"""
-
 
 @pytest.fixture
-def mapped(engine: Engine, org_id: int) -> None:
-    with make_session_factory(engine)() as session:
-        apply_mapping(session, org_id, MAPPING, actor="it@msp.example", dry_run=False)
-        set_product_state(session, org_id, "psa", "active", actor="it@msp.example")
-        session.commit()
-
-
-@pytest.fixture
-def product(client: FlaskClient, engine: Engine, org_id: int) -> Any:
-    token = issue_token(engine, org_id, Scope.ACCESS)
-
-    def access(user_id: str) -> dict[str, Any]:
-        response = client.get(
-            f"/api/v1/access/{user_id}", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert response.status_code == 200, response.get_data(as_text=True)
-        body: dict[str, Any] = response.get_json()
-        return body
-
-    return access
+def mapped(hub: Hub) -> None:
+    """IT maps "Hub Owners" to Owner and "PSA Technicians" to PSA, and enables PSA."""
+    hub.apply(mapping(HUB_OWNERS, PSA_TECHNICIANS))
+    hub.product("psa", "active")
 
 
 def okta_create(scim: ScimClient, login: str) -> str:
@@ -71,7 +41,7 @@ def okta_create(scim: ScimClient, login: str) -> str:
     created = scim.post(
         "/Users",
         json={
-            "schemas": [USER],
+            "schemas": [USER_SCHEMA],
             "userName": login,
             "name": {"givenName": login.split("@")[0].title(), "familyName": "Okta"},
             "emails": [{"primary": True, "value": login, "type": "work"}],
@@ -93,7 +63,7 @@ def entra_create(scim: ScimClient, upn: str) -> str:
     created = scim.post(
         "/Users",
         json={
-            "schemas": [USER, ENTERPRISE],
+            "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
             "externalId": upn.split("@")[0],
             "userName": upn,
             "active": True,
@@ -101,7 +71,7 @@ def entra_create(scim: ScimClient, upn: str) -> str:
             "emails": [{"primary": True, "type": "work", "value": upn}],
             "meta": {"resourceType": "User"},
             "name": {"formatted": "x", "familyName": "Entra", "givenName": "x"},
-            ENTERPRISE: {"department": "Service Desk"},
+            ENTERPRISE_SCHEMA: {"department": "Service Desk"},
         },
     )
     assert created.status_code == 201, created.get_data(as_text=True)
@@ -113,19 +83,19 @@ def entra_set_active(scim: ScimClient, user: str, value: str) -> Any:
     return scim.patch(
         f"/Users/{user}",
         json={
-            "schemas": [PATCH],
+            "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "Replace", "path": "active", "value": value}],
         },
     )
 
 
 def test_okta_group_push_of_hub_owners_seats_two_and_holds_the_third(
-    scim: ScimClient, mapped: None, product: Any
+    scim: ScimClient, mapped: None, product: AccessApi
 ) -> None:
     ada, bob, cy = (okta_create(scim, f"{n}@acme.example") for n in ("ada", "bob", "cy"))
     pushed = scim.post(
         "/Groups",
-        json={"schemas": [GROUP], "displayName": "Hub Owners", "members": []},
+        json={"schemas": [GROUP_SCHEMA], "displayName": "Hub Owners", "members": []},
     )
     assert pushed.status_code == 201
     group = pushed.get_json()["id"]
@@ -133,7 +103,7 @@ def test_okta_group_push_of_hub_owners_seats_two_and_holds_the_third(
     patched = scim.patch(
         f"/Groups/{group}",
         json={
-            "schemas": [PATCH],
+            "schemas": [PATCH_SCHEMA],
             "Operations": [
                 {
                     "op": "add",
@@ -148,29 +118,33 @@ def test_okta_group_push_of_hub_owners_seats_two_and_holds_the_third(
     )
     assert patched.status_code == 204
 
-    assert [product(u)["role"] for u in (ada, bob)] == ["owner", "owner"]
-    held = product(cy)
+    assert [product.effective_access(u)["role"] for u in (ada, bob)] == ["owner", "owner"]
+    held = product.effective_access(cy)
     assert (held["role"], held["held"]) == ("admin", True)
 
     # Okta deactivates a seated Owner (no path): the held one takes the seat.
     deactivated = scim.patch(
         f"/Users/{ada}",
-        json={"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": False}}]},
+        json={
+            "schemas": [PATCH_SCHEMA],
+            "Operations": [{"op": "replace", "value": {"active": False}}],
+        },
     )
     assert deactivated.status_code == 200
-    assert product(ada)["active"] is False
-    assert product(ada)["role"] is None
-    assert (product(cy)["role"], product(cy)["held"]) == ("owner", False)
+    assert product.effective_access(ada)["active"] is False
+    assert product.effective_access(ada)["role"] is None
+    seated = product.effective_access(cy)
+    assert (seated["role"], seated["held"]) == ("owner", False)
 
 
 def test_entra_disables_a_seated_owner_and_the_held_one_is_seated(
-    scim: ScimClient, mapped: None, product: Any
+    scim: ScimClient, mapped: None, product: AccessApi
 ) -> None:
     ada, bob, cy = (entra_create(scim, f"{n}@contoso.example") for n in ("ada", "bob", "cy"))
     created = scim.post(
         "/Groups",
         json={
-            "schemas": [GROUP, MICROSOFT_GROUP],
+            "schemas": [GROUP_SCHEMA, MICROSOFT_GROUP],
             "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
             "displayName": "Hub Owners",
             "members": [],
@@ -183,45 +157,50 @@ def test_entra_disables_a_seated_owner_and_the_held_one_is_seated(
         added = scim.patch(
             f"/Groups/{group}",
             json={
-                "schemas": [PATCH],
+                "schemas": [PATCH_SCHEMA],
                 "Operations": [{"op": "Add", "path": "members", "value": [{"value": user}]}],
             },
         )
         assert added.status_code == 204
-    assert product(cy)["held"] is True
+    assert product.effective_access(cy)["held"] is True
 
     disabled = entra_set_active(scim, bob, "False")
     assert disabled.status_code == 200
-    assert product(bob)["role"] is None
-    assert (product(cy)["role"], product(cy)["held"]) == ("owner", False)
+    assert product.effective_access(bob)["role"] is None
+    seated = product.effective_access(cy)
+    assert (seated["role"], seated["held"]) == ("owner", False)
 
 
 def test_an_entra_leaver_loses_grants_and_a_rejoiner_gets_current_groups_only(
-    scim: ScimClient, mapped: None, product: Any
+    scim: ScimClient, mapped: None, product: AccessApi
 ) -> None:
     dan = entra_create(scim, "dan@contoso.example")
     techs = scim.post(
         "/Groups",
-        json={"schemas": [GROUP], "displayName": "PSA Technicians", "members": [{"value": dan}]},
+        json={
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "PSA Technicians",
+            "members": [{"value": dan}],
+        },
     ).get_json()["id"]
-    assert set(product(dan)["products"]["psa"]["permissions"]) == {
+    assert set(product.effective_access(dan)["products"]["psa"]["permissions"]) == {
         "psa.tickets.read",
         "psa.tickets.create",
     }
 
     entra_set_active(scim, dan, "False")
-    gone = product(dan)
+    gone = product.effective_access(dan)
     assert (gone["active"], gone["role"], gone["products"]) == (False, None, {})
 
     # While away, Entra removes dan from the technicians by value list.
     removed = scim.patch(
         f"/Groups/{techs}",
         json={
-            "schemas": [PATCH],
+            "schemas": [PATCH_SCHEMA],
             "Operations": [{"op": "Remove", "path": "members", "value": [{"value": dan}]}],
         },
     )
     assert removed.status_code == 204
     entra_set_active(scim, dan, "True")
-    back = product(dan)
+    back = product.effective_access(dan)
     assert (back["active"], back["role"], back["products"]) == (True, "member", {})

@@ -1,10 +1,8 @@
-"""Okta's and Microsoft Entra ID's real request sequences, replayed against the app (issue #4).
+"""Okta's and Microsoft Entra ID's real request sequences, replayed against the app.
 
-Each file in ``tests/replay/`` is one scenario: the requests an IdP sends over a
-lifecycle, in order, each with what the IdP needs back. The format is the one of
-``shared/idp/README.md`` (step: ``id``, ``method``, ``path``, ``headers``,
-``body`` or ``body_raw``, ``expect``, ``capture``, ``confidence``, ``note``;
-plus ``source``, the vendor document the step comes from).
+Each ``*.json`` file in ``tests/replay/`` is one scenario: the requests an IdP
+sends over a lifecycle, in order, each with what the IdP needs back. The step
+format and the expectation keys are described in ``tests/replay/README.md``.
 
 Every scenario runs against a fresh organization, on SQLite and on PostgreSQL;
 a file may set ``app_settings`` (``rate_limited_idp.json`` lowers the rate limit).

@@ -1,4 +1,6 @@
-"""The two-Owner cap through the real SCIM endpoints (DESIGN.md rules 3 and 4).
+"""The two-Owner cap through the real SCIM endpoints.
+
+docs/rules.md#owner-cap and #last-owner.
 
 Okta and Entra push "Hub Owners"; the access the service derives, the seats
 it stores, and the audit trail show what happened.
@@ -14,18 +16,12 @@ from connector.admin.health import health_report
 from connector.db.base import utcnow
 from connector.db.engine import make_session_factory
 from connector.derived.tables import OwnerSeat
-from tests.fixtures_app import ScimClient
-from tests.test_provisioning_support import OWNERS_MAPPING, Hub, Idp
+from tests.scenarios import OWNERS_MAPPING, Hub, Idp
 
 
 @pytest.fixture
-def idp(scim: ScimClient) -> Idp:
-    return Idp(scim)
-
-
-@pytest.fixture
-def hub(engine: Engine, org_id: int) -> Hub:
-    hub = Hub(engine, org_id)
+def hub(hub: Hub) -> Hub:
+    """IT has applied the Owners mapping."""
     hub.apply(OWNERS_MAPPING)
     return hub
 

@@ -1,4 +1,4 @@
-"""Recomputing is proportional to the change, not to the group (issue 3 "Consistency").
+"""Recomputing is proportional to the change, not to the group.
 
 An Entra batch adding k members to a mapped group costs the same number of
 SQL statements whether the group holds ten members or two thousand: the
@@ -20,19 +20,12 @@ from connector.derived import recompute as engine_module
 from connector.directory.store import SqlBackend
 from connector.directory.tables import GroupMember
 from scim.backend import ResourceKind
-from tests.fixtures_app import ScimClient
-from tests.test_provisioning_support import USER_SCHEMA, Hub, Idp
+from tests.scenarios import PSA_CREATE, PSA_READ, USER_SCHEMA, Hub, Idp, Rule, mapping
 
-MAPPING = """\
-[[rules]]
-group = "Service Desk"
-role = "admin"
-
-[[rules]]
-group = "Service Desk"
-product = "psa"
-permissions = ["psa.tickets.read", "psa.tickets.create"]
-"""
+SERVICE_DESK = mapping(
+    Rule(group="Service Desk", role="admin"),
+    Rule(group="Service Desk", product="psa", permissions=(PSA_READ, PSA_CREATE)),
+)
 BATCH = 10
 
 
@@ -76,10 +69,14 @@ def grow(engine: Engine, org_id: int, group: str, users: list[str]) -> None:
 
 @pytest.mark.parametrize("size", [2000])
 def test_an_entra_batch_costs_the_same_in_a_small_and_a_big_mapped_group(
-    scim: ScimClient, engine: Engine, org_id: int, size: int, monkeypatch: pytest.MonkeyPatch
+    idp: Idp,
+    hub: Hub,
+    engine: Engine,
+    org_id: int,
+    size: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    idp, hub = Idp(scim), Hub(engine, org_id)
-    hub.apply(MAPPING)
+    hub.apply(SERVICE_DESK)
     hub.product("psa", "active")
     group = idp.group("Service Desk")
     pushed = [idp.user(f"tech{n}@msp.example") for n in range(2 * BATCH)]
@@ -103,11 +100,8 @@ def test_an_entra_batch_costs_the_same_in_a_small_and_a_big_mapped_group(
     assert hub.may(pushed[-1], "psa.tickets.create")
 
 
-def test_a_batch_into_an_unmapped_group_recomputes_nobody(
-    scim: ScimClient, engine: Engine, org_id: int
-) -> None:
-    idp, hub = Idp(scim), Hub(engine, org_id)
-    hub.apply(MAPPING)
+def test_a_batch_into_an_unmapped_group_recomputes_nobody(idp: Idp, hub: Hub) -> None:
+    hub.apply(SERVICE_DESK)
     users = [idp.user(f"u{n}") for n in range(BATCH)]
     group = idp.group("Lunch Club")
     changes_before = len(hub.audit("access.changed"))

@@ -1,8 +1,8 @@
 """The python-scim project's scim2-tester, run against the blueprint over the in-memory backend.
 
-Issue 2 asks for every check to pass, including the two that PATCH a group
-member with a ``display`` of their own and expect it back (RFC 7643 section
-4.2: ``members.display`` is not read-only).
+Every check passes, including the two that PATCH a group member with a
+``display`` of their own and expect it back (RFC 7643 section 4.2:
+``members.display`` is not read-only).
 """
 
 import threading
@@ -72,7 +72,7 @@ GROUP_PATCH_PROBES = {
     "PATCH /Groups/{id} remove members",
 }
 """scim-sanity wants 200 after a group PATCH; RFC 7644 section 3.5.2 allows the 204 answered
-here, and its "add member" probe adds a member id no user has, which issue 2 refuses."""
+here, and its "add member" probe adds a member id no user has, which is refused."""
 
 
 def test_scim_sanity_strict_probe():

@@ -1,4 +1,4 @@
-"""What Okta and Entra ID send, rewritten into what scim2-models validates (issue 4)."""
+"""What Okta and Entra ID send, rewritten into what scim2-models validates."""
 
 import pytest
 from scim2_models import InvalidSyntaxException, InvalidValueException

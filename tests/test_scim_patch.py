@@ -1,26 +1,18 @@
-"""User PATCH as Okta and Entra ID send it (RFC 7644 section 3.5.2, issue 4)."""
-
-import json
-from pathlib import Path
+"""User PATCH as Okta and Entra ID send it (RFC 7644 section 3.5.2; samples in tests/replay/)."""
 
 import pytest
 
 from scim.backend import ResourceKind
 from tests.fake_backend import patch_op
+from tests.idp_samples import sample_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-SAMPLES = Path("/work/shared/idp/lifecycle-samples.json")
-
-
-def sample(step_id):
-    steps = {step["id"]: step for step in json.loads(SAMPLES.read_text())}
-    return steps[step_id]["body"]
 
 
 @pytest.fixture
 def ada(api):
     """Entra's creation of Ada (entra-09), as recorded."""
-    response = api.post("/Users", sample("entra-09"))
+    response = api.post("/Users", sample_body("entra-09"))
     assert response.status_code == 201
     return response.json["id"]
 
@@ -33,34 +25,34 @@ def patched(api, user_id, body):
 
 
 def test_okta_deactivate_and_reactivate_without_path(api, ada):
-    assert patched(api, ada, sample("okta-17"))["active"] is False
-    assert patched(api, ada, sample("okta-20"))["active"] is True
+    assert patched(api, ada, sample_body("okta-17"))["active"] is False
+    assert patched(api, ada, sample_body("okta-20"))["active"] is True
 
 
 @pytest.mark.parametrize(("step", "active"), [("entra-29", False), ("entra-32", True)])
 def test_entra_string_booleans(api, ada, step, active):
-    assert patched(api, ada, sample(step))["active"] is active
+    assert patched(api, ada, sample_body(step))["active"] is active
 
 
 def test_entra_lowercase_op_with_json_boolean(api, ada):
-    assert patched(api, ada, sample("entra-33"))["active"] is False
+    assert patched(api, ada, sample_body("entra-33"))["active"] is False
 
 
 def test_entra_capitalized_ops_on_filtered_and_sub_attribute_paths(api, ada):
-    body = patched(api, ada, sample("entra-14"))
+    body = patched(api, ada, sample_body("entra-14"))
     assert body["emails"][0]["value"] == "ada.king@contoso.example"
     assert body["emails"][0]["type"] == "work"
     assert body["name"]["familyName"] == "King"
 
 
 def test_entra_add_on_a_filter_matching_nothing_creates_the_element(api, ada):
-    body = patched(api, ada, sample("entra-16"))
+    body = patched(api, ada, sample_body("entra-16"))
     assert body["title"] == "Analyst"
     assert {"type": "mobile", "value": "+44 7700 900123"} in body["phoneNumbers"]
 
 
 def test_entra_urn_qualified_extension_paths(api, ada):
-    body = patched(api, ada, sample("entra-18"))
+    body = patched(api, ada, sample_body("entra-18"))
     assert body["addresses"][0]["streetAddress"] == "10 Downing Street"
     assert body["addresses"][0]["locality"] == "Westminster"
     assert body[ENTERPRISE]["department"] == "Difference Engines"
@@ -69,7 +61,7 @@ def test_entra_urn_qualified_extension_paths(api, ada):
 
 
 def test_entra_no_path_value_whose_keys_are_paths(api, ada, store):
-    body = patched(api, ada, sample("entra-36"))
+    body = patched(api, ada, sample_body("entra-36"))
     assert body["displayName"] == "Ada, Countess of Lovelace"
     assert body["name"]["givenName"] == "Augusta Ada"
     assert body["name"]["familyName"] == "King-Noel"
@@ -80,7 +72,7 @@ def test_entra_no_path_value_whose_keys_are_paths(api, ada, store):
 
 
 def test_entra_username_rename_rechecks_uniqueness(api, ada):
-    assert patched(api, ada, sample("entra-38"))["userName"] == "ada.king@contoso.example"
+    assert patched(api, ada, sample_body("entra-38"))["userName"] == "ada.king@contoso.example"
     other = api.post("/Users", {"userName": "someone@contoso.example"}).json["id"]
     clash = api.patch(
         f"/Users/{other}",
@@ -91,12 +83,12 @@ def test_entra_username_rename_rechecks_uniqueness(api, ada):
 
 
 def test_entra_stringified_app_role(api, ada):
-    body = patched(api, ada, sample("entra-42"))
+    body = patched(api, ada, sample_body("entra-42"))
     assert body["roles"] == [{"value": "hub-admin", "display": "Hub Admin"}]
 
 
 def test_entra_manager_set_as_a_bare_string_then_removed(api, ada):
-    boss = api.post("/Users", sample("entra-10")).json["id"]
+    boss = api.post("/Users", sample_body("entra-10")).json["id"]
     body = patched(
         api,
         ada,
@@ -115,7 +107,7 @@ def test_entra_manager_set_as_a_bare_string_then_removed(api, ada):
 
 
 def test_manager_as_a_bare_string_in_a_no_path_value(api, ada):
-    boss = api.post("/Users", sample("entra-10")).json["id"]
+    boss = api.post("/Users", sample_body("entra-10")).json["id"]
     body = patched(api, ada, patch_op({"op": "replace", "value": {f"{ENTERPRISE}:manager": boss}}))
     assert body[ENTERPRISE]["manager"]["value"] == boss
 

@@ -1,28 +1,22 @@
-"""Okta's and Entra ID's recorded lifecycles, replayed against the protocol layer (issue 4).
+"""Okta's and Entra ID's recorded lifecycles, replayed against the protocol layer.
 
-Each IdP's steps of ``/work/shared/idp/lifecycle-samples.json`` run in order
-against a fresh in-memory backend; the real store is replayed elsewhere. The
-expectation keys are those of ``/work/shared/idp/README.md``.
+Each IdP's steps of ``tests/replay/samples/idp_lifecycle.json`` run in order
+against a fresh in-memory backend; the real store is replayed in
+``tests/test_idp_replay.py``. The expectation keys are described in
+``tests/replay/README.md``.
 """
 
 import json
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fake_backend import ScimClient, make_scim_app
+from tests.idp_samples import lifecycle_steps
 
-SAMPLES = Path("/work/shared/idp/lifecycle-samples.json")
 MISSING = object()
-
-
-def load_steps(idp: str) -> list[dict[str, Any]]:
-    if not SAMPLES.exists():
-        pytest.skip("the shared IdP samples are not available")
-    return [step for step in json.loads(SAMPLES.read_text()) if step["idp"] == idp]
 
 
 def substitute(value: Any, variables: dict[str, str]) -> Any:
@@ -97,7 +91,7 @@ def test_idp_lifecycle_replays(idp):
     app, _ = make_scim_app()
     client = ScimClient(app)
     variables = {"token": "test-token", "randomGuid": str(uuid.uuid4())}
-    for step in load_steps(idp):
+    for step in lifecycle_steps(idp):
         headers = {
             name: value
             for name, value in substitute(step["headers"], variables).items()

@@ -2,8 +2,8 @@
 
 An Okta org of a few thousand users: a userName or externalId lookup, an
 email search, a member check and a user's groups must each read a handful of
-index entries, never the tenant (issue 2: a lookup among 100,000 users costs
-what it costs among 1,000).
+index entries, never the tenant: a lookup among 100,000 users costs what it
+costs among 1,000.
 """
 
 from __future__ import annotations

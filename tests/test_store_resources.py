@@ -1,8 +1,8 @@
 """Users and Groups kept by ``SqlBackend``: documents, versions, uniqueness, tenancy, bad input.
 
 RFC 7644 sections 3.3 (create), 3.4.1 (get), 3.5.1 (replace), 3.6 (delete),
-3.14 (versions); DESIGN.md rules 1 (the directory mirrors the IdP) and 8
-(a deleted user leaves its groups).
+3.14 (versions); docs/rules.md#directory-mirrors-the-idp and
+#leavers (a deleted user leaves its groups).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class TestDocuments:
             )
             == 0
         )
-        # The same userName may come back as a new user (DESIGN.md rule 8).
+        # The same userName may come back as a new user (docs/rules.md#leavers).
         assert backend.create(USER, okta_user("leaver")).id != leaver.id
 
     def test_deleting_a_group_keeps_its_users(self, backend: SqlBackend) -> None:

@@ -1,10 +1,10 @@
-"""Hub access as pure rules over plain values (DESIGN.md rules 2 to 10, `seeds/`).
+"""Hub access as pure rules over plain values (docs/rules.md).
 
 Nothing here touches Flask, SQLAlchemy or any I/O: the provisioning layer reads
 the directory and IT's settings, calls these functions, and stores what they
 return. Modules:
 
-- :mod:`.roles`: the four platform roles and the seeds' permission matrix.
+- :mod:`.roles`: the four platform roles and the permission matrix.
 - :mod:`.catalog`: products, their permissions (read-only or not), product
   roles, access modes, onboarding flows, and product states.
 - :mod:`.mapping`: IT's mapping file (TOML), its validation with line

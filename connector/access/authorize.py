@@ -2,8 +2,8 @@
 
 Products ask with a permission (``psa.tickets.create``); the IT API asks with
 an :class:`~connector.access.roles.ItAction`. Both answer a :class:`Decision`
-whose reason names the rule behind an allow, or the rule of DESIGN.md behind
-a deny.
+whose reason names the rule behind an allow, or the section of docs/rules.md
+behind a deny.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, Catalog
 from connector.access.derive import DerivedAccess, Source, SourceKind
 from connector.access.roles import PERMISSION_MATRIX, ItAction, Role, may
+
+INACTIVE = "user is inactive: all access is suspended (see docs/rules.md#leavers)"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,12 @@ class Decision:
 
 
 def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CATALOG) -> Decision:
-    """Whether the user holding ``access`` may use ``permission`` (DESIGN.md rules 5, 6, 8)."""
+    """Whether the user holding ``access`` may use ``permission``.
+
+    docs/rules.md#grants-and-product-states, #role-as-ceiling and #leavers.
+    """
     if not access.active:
-        return Decision(False, "user is inactive: all access is suspended (DESIGN.md rule 8)")
+        return Decision(False, INACTIVE)
     found = catalog.permission(permission)
     if found is None:
         return Decision(False, f"unknown permission {quote(permission)}")
@@ -46,7 +51,8 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
             return Decision(
                 False,
                 f"product {quote(product)} is not subscribed for this organization: "
-                "the user's grant is dormant until it is enabled (DESIGN.md rule 5)",
+                "the user's grant is dormant until it is enabled "
+                "(see docs/rules.md#grants-and-product-states)",
                 access.dormant[product].sources,
             )
         if access.role is Role.OWNER:
@@ -60,7 +66,7 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
         return Decision(
             False,
             f"{permission} is granted but the Viewer role is read-only "
-            "(seeds/org-roles.txt, DESIGN.md rule 6)",
+            "(see docs/rules.md#role-as-ceiling)",
         )
     sources = grant.permissions.get(permission)
     if sources is None:
@@ -69,17 +75,18 @@ def authorize(access: DerivedAccess, permission: str, catalog: Catalog = HUB_CAT
 
 
 def authorize_action(access: DerivedAccess, action: ItAction) -> Decision:
-    """Whether the user may take an IT-facing action: the seeds' matrix (DESIGN.md rule 7)."""
+    """Whether the user may take an IT-facing action (docs/rules.md#roles-and-permission-matrix)."""
     role = access.role
     if role is None:
-        return Decision(False, "user is inactive: all access is suspended (DESIGN.md rule 8)")
+        return Decision(False, INACTIVE)
     if may(role, action):
         return Decision(True, f"allowed: {role.title} may {action.title}", access.role_sources)
     allowed = sorted((r for r in Role if action in PERMISSION_MATRIX[r]), reverse=True)
     who = " and ".join(f"{r.title}s" for r in allowed)
     return Decision(
         False,
-        f"{role.title} may not {action.title}: only {who} may (seeds/org-roles.txt)",
+        f"{role.title} may not {action.title}: only {who} may "
+        "(see docs/rules.md#roles-and-permission-matrix)",
         access.role_sources,
     )
 

@@ -1,9 +1,9 @@
 """Hub's products, their permissions and roles, and each product's state per organization.
 
-DESIGN.md "Words" and `seeds/product-access-control.txt`: a product is enabled
-per organization (Active, Trial or Not Subscribed); a user's grant to a
+docs/rules.md#words and #grants-and-product-states: a product is enabled
+per organization (active, trial or not subscribed); a user's grant to a
 product names product roles and permissions. Each permission is marked
-read-only or not, which is what the Viewer ceiling keeps (DESIGN.md rule 6).
+read-only or not, which is what the Viewer ceiling keeps (docs/rules.md#role-as-ceiling).
 
 The catalog is data: adding a product is adding one :class:`Product` to
 :data:`HUB_CATALOG` (or building another :class:`Catalog`); no rule below
@@ -26,7 +26,7 @@ from connector.errors import InvalidInput
 
 
 class ProductState(enum.Enum):
-    """A product's state for one organization (`seeds/product-access-control.txt`)."""
+    """A product's state for one organization (docs/rules.md#grants-and-product-states)."""
 
     ACTIVE = "active"
     TRIAL = "trial"
@@ -45,18 +45,19 @@ class ProductState(enum.Enum):
 
 
 def counts(state: ProductState) -> bool:
-    """Whether grants of a product in ``state`` count (DESIGN.md rule 5): active or trial.
+    """Whether grants of a product in ``state`` count: active or trial.
 
-    Grants of a not-subscribed product are kept dormant, not deleted.
+    Grants of a not-subscribed product are kept dormant, not deleted
+    (docs/rules.md#grants-and-product-states).
     """
     return state is not ProductState.NOT_SUBSCRIBED
 
 
 class AccessMode(enum.Enum):
-    """Who a product role serves: staff or client (`seeds/product-access-control.txt`).
+    """Who a product role serves: staff or client (docs/rules.md#client-identities).
 
     Client access belongs to Portal's own user system; Hub, and so every mapping
-    rule and manual grant, gives staff access only (DESIGN.md rule 9).
+    rule and manual grant, gives staff access only.
     """
 
     STAFF = "staff"
@@ -177,7 +178,8 @@ class Catalog:
         """Everything wrong with granting ``product_roles`` and ``permissions`` of ``product``.
 
         Used for mapping rules and manual grants alike. A product role that
-        serves clients is refused: grants give staff access only (DESIGN.md rule 9).
+        serves clients is refused: grants give staff access only
+        (docs/rules.md#client-identities).
         """
         found = self._products.get(product)
         if found is None:
@@ -374,4 +376,4 @@ HUB_CATALOG = Catalog(
         ),
     ]
 )
-"""Hub's products: PSA, CRM, Defend and RMM (DESIGN.md "Words")."""
+"""Hub's products: PSA, CRM, Defend and RMM (docs/rules.md#words)."""

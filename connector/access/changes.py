@@ -1,8 +1,8 @@
 """What changed in a user's access: the before and after the audit trail and mapping preview show.
 
-DESIGN.md rule 11 ("every change ... to derived access (with the rule that
-caused it) ... with before and after") and issue 3's ``--dry-run`` preview
-("every user whose role or grants would change, before and after"). Only
+docs/rules.md#audit (a change of derived access is audited with the rule
+that caused it, before and after) and the ``mapping apply --dry-run``
+preview (every user whose role or grants would change, before and after). Only
 effective access counts as a change: a rule renumbered by an edit to the file,
 or onboarding completed, is not a change of access.
 """

@@ -1,4 +1,7 @@
-"""One staff user's effective Hub access, derived from the directory (DESIGN.md rules 2, 5, 6, 8).
+"""One staff user's effective Hub access, derived from the directory.
+
+docs/rules.md#platform-role, #grants-and-product-states, #role-as-ceiling and
+#leavers.
 
 Inputs are plain values: the user's facts (:class:`UserFacts`), the org's
 mapping, bindings and product states (:class:`AccessContext`) and the user's
@@ -6,11 +9,11 @@ standing with the Owner seats (from :func:`connector.access.owners.seat_owners`)
 The result, :class:`DerivedAccess`, is what products read and what the access
 API and CLI print; it round-trips through JSON so it can be stored as a snapshot.
 
-Decisions the seeds leave open, made here:
+Decisions made here:
 
 - Only a seat makes an Owner. A user mapped to Owner without a seat acts with
   the higher of the org's fallback role and the best non-Owner role mapped.
-- "Owners have unrestricted access ... every product" (`seeds/org-roles.txt`):
+- Owners have unrestricted access (docs/rules.md#role-as-ceiling):
   an Owner gets every product that is active or trial for the org with all of
   its permissions, whatever the grants say; their grants stay listed as sources.
 - The Viewer ceiling applies to dormant grants too, so a dormant grant shows
@@ -145,7 +148,7 @@ class AccessContext:
         return self.product_states.get(product, ProductState.NOT_SUBSCRIBED)
 
     def matched_rules(self, facts: UserFacts) -> tuple[MappingRule, ...]:
-        """The rules that apply to the user, in file order (DESIGN.md rule 2)."""
+        """The rules that apply to the user, in file order (docs/rules.md#platform-role)."""
         matched = {
             rule.number: rule
             for group_id in facts.group_ids
@@ -168,12 +171,12 @@ class RoleClaim:
 
 
 def claim_role(facts: UserFacts, context: AccessContext) -> RoleClaim:
-    """The highest mapped role, else the org's default role (DESIGN.md rule 2)."""
+    """The highest mapped role, else the org's default role (docs/rules.md#platform-role)."""
     return _best_claim(context.matched_rules(facts), context.config.default_role, below=None)
 
 
 def qualifies_as_owner(facts: UserFacts, context: AccessContext) -> bool:
-    """Active and mapped to Owner: a candidate for a seat (DESIGN.md rule 3)."""
+    """Active and mapped to Owner: a seat candidate (docs/rules.md#owner-cap)."""
     return facts.active and claim_role(facts, context).role is Role.OWNER
 
 
@@ -230,7 +233,7 @@ class Grant:
 
 @dataclass(frozen=True)
 class DerivedAccess:
-    """A user's effective access (issue 3's access JSON)."""
+    """A user's effective access, as the access API and ``hub-scim access --json`` show it."""
 
     user_id: str
     active: bool
@@ -274,13 +277,14 @@ class DerivedAccess:
 def derive_access(
     facts: UserFacts, context: AccessContext, standing: OwnerStanding = OwnerStanding.NONE
 ) -> DerivedAccess:
-    """The user's effective role and grants (DESIGN.md rules 2 to 8).
+    """The user's effective role and grants (docs/rules.md, platform role to leavers).
 
     ``standing`` comes from :func:`connector.access.owners.seat_owners`.
     """
     if not facts.active:
         # Suspended, not forgotten: memberships and manual grants stay in the
-        # directory, so reactivation derives the same access again (rule 8).
+        # directory, so reactivation derives the same access again
+        # (docs/rules.md#leavers).
         return DerivedAccess(facts.user_id, active=False, role=None)
     matched = context.matched_rules(facts)
     claim = _best_claim(matched, context.config.default_role, below=None)
@@ -338,7 +342,10 @@ class _Collected:
 def _grants(
     facts: UserFacts, context: AccessContext, matched: Iterable[MappingRule], role: Role
 ) -> tuple[dict[str, Grant], dict[str, Grant]]:
-    """Union of mapped and manual grants, split into counted and dormant (rules 5 and 6)."""
+    """Union of mapped and manual grants, split into counted and dormant.
+
+    docs/rules.md#grants-and-product-states and #role-as-ceiling.
+    """
     collected: dict[str, _Collected] = {}
     for rule in matched:
         if rule.grant is not None:
@@ -369,7 +376,7 @@ def _grants(
 def _capped(
     product: str, collected: _Collected, role: Role, facts: UserFacts, catalog: Catalog
 ) -> Grant:
-    """The role as a ceiling (DESIGN.md rule 6): a Viewer keeps read-only permissions only."""
+    """The role as a ceiling (docs/rules.md#role-as-ceiling): a Viewer keeps read-only only."""
     in_product = catalog.product(product)
     staff_roles = frozenset() if in_product is None else in_product.staff_role_names
     known = {

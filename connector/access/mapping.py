@@ -1,7 +1,7 @@
 """IT's mapping file: IdP groups (and Entra app roles) to platform roles and product grants.
 
-DESIGN.md rules 2, 5 and 9; issue 3 "Mapping rules, written by IT". The file
-is TOML::
+docs/rules.md#mapping-rules, #platform-role, #grants-and-product-states and
+#client-identities. The file is TOML::
 
     default_role = "member"        # role of a user in no role-mapped group
     owner_fallback_role = "admin"  # role a held third Owner acts with
@@ -275,7 +275,7 @@ class _Parser:
             self.problem(
                 self.lines.key_line(None, key),
                 f"{key} cannot be owner: Owners come only from mapped groups, "
-                "two at most (DESIGN.md rule 3)",
+                "two at most (see docs/rules.md#owner-cap)",
             )
             return default
         return default if role is None else role
@@ -393,7 +393,7 @@ class _Parser:
                 access_line,
                 f'rule {number}: access = "client" is refused: client access is managed by '
                 "Portal's user system, and mapping rules grant staff access only "
-                "(DESIGN.md rule 9)",
+                "(see docs/rules.md#client-identities)",
             )
         elif access != AccessMode.STAFF.value:
             self.problem(
@@ -482,7 +482,7 @@ def bind_rules(
     groups: Iterable[GroupRef],
     existing: Mapping[str, str] | None = None,
 ) -> RuleBindings:
-    """Bind each group reference of ``config`` to a group (DESIGN.md rule 2, issue 3).
+    """Bind each group reference of ``config`` to a group (docs/rules.md#mapping-rules).
 
     A reference already in ``existing`` keeps its group whatever the group is
     called now: that is how a rule survives an IdP rename. Other references
@@ -525,11 +525,11 @@ def rule_groups(config: MappingConfig, bindings: Mapping[str, str]) -> dict[int,
 
 
 def client_addresses(config: MappingConfig, addresses: Iterable[str]) -> tuple[str, ...]:
-    """The addresses whose domain is one of the org's client domains (DESIGN.md rule 9).
+    """The addresses whose domain is one of the org's client domains.
 
     A SCIM create or update carrying one is refused: Portal clients are never
     staff. Domains match exactly, case-insensitively; subdomains are not
-    implied (declare each one).
+    implied (declare each one). docs/rules.md#client-identities.
     """
     found = []
     for address in addresses:

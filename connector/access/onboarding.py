@@ -1,8 +1,8 @@
-"""Product onboarding: once per user per product, ever (DESIGN.md rule 10).
+"""Product onboarding: once per user per product, ever (docs/rules.md#onboarding).
 
-`seeds/product-access-control.txt`: PSA guides service board setup, CRM the
-import of contacts, Defend the first agent, RMM the agent download links;
-"These flows only appear once per user per product". A completion is keyed by
+PSA guides service board setup, CRM the import of contacts, Defend the first
+agent, RMM the agent download links; each flow appears once per user per
+product. A completion is keyed by
 user and product only: revoking and re-granting access, or deactivating and
 reactivating the user, never resets it.
 """

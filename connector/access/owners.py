@@ -1,4 +1,6 @@
-"""The two-Owner cap, its first-come hold queue and the last-Owner rule (DESIGN.md rules 3 and 4).
+"""The two-Owner cap, its first-come hold queue and the last-Owner rule.
+
+docs/rules.md#owner-cap and #last-owner.
 
 :func:`seat_owners` is one pure state transition: given the seats and queue
 before a change, who qualifies as Owner after it (active and mapped to Owner)
@@ -26,12 +28,12 @@ from datetime import datetime
 from typing import Any
 
 SEAT_NUMBERS = (1, 2)
-"""The two Owner seats of an organization (`seeds/org-roles.txt`: "Maximum 2 owners")."""
+"""The two Owner seats of an organization (docs/rules.md#owner-cap)."""
 
 
 @dataclass(frozen=True)
 class Seat:
-    """An Owner seat: who holds it since when; ``kept_as_last`` flags a last Owner kept (rule 4)."""
+    """An Owner seat: who holds it since when; ``kept_as_last`` flags a kept last Owner."""
 
     number: int
     user_id: str
@@ -49,7 +51,7 @@ class Seat:
 
 @dataclass(frozen=True)
 class HeldOwner:
-    """A user the mapping would make a third Owner, waiting since ``since`` (rule 3)."""
+    """A user the mapping would make a third Owner, waiting since ``since``."""
 
     user_id: str
     since: datetime
@@ -135,7 +137,7 @@ class OwnerEventKind(enum.Enum):
 
 @dataclass(frozen=True)
 class OwnerEvent:
-    """One step to audit (DESIGN.md rule 3 "Each step is audited")."""
+    """One step of the Owner seating; each is audited (docs/rules.md#owner-cap)."""
 
     kind: OwnerEventKind
     user_id: str | None
@@ -183,7 +185,7 @@ def seat_owners(
     *,
     now: datetime,
 ) -> OwnerOutcome:
-    """Apply the two-Owner cap after a change (DESIGN.md rules 3 and 4).
+    """Apply the two-Owner cap after a change (docs/rules.md#owner-cap).
 
     ``qualifying``: every user of the org who, after the change, is active and
     mapped to Owner, in arrival order (users new to it in this change are
@@ -193,13 +195,14 @@ def seat_owners(
 
     The steps, in order:
 
-    1. A leaver loses the seat or queue place at once, Owner or not (rule 4).
+    1. A leaver loses the seat or queue place at once, Owner or not
+       (docs/rules.md#last-owner).
     2. A seated Owner who no longer qualifies (removed from the Owners group
        while active) is unseated, unless that would leave no Owner: the
        longest-seated such Owner is then kept, flagged, until another Owner
-       is seated (rule 4). A held user who no longer qualifies is released.
-    3. Free seats go to the head of the queue, then to newcomers in order
-       (rule 3); one change that removes Owner A and adds C seats C.
+       is seated. A held user who no longer qualifies is released.
+    3. Free seats go to the head of the queue, then to newcomers in order;
+       one change that removes Owner A and adds C seats C.
     4. Newcomers beyond two seats are held at the back of the queue.
     """
     left_ids = frozenset(left)

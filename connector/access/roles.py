@@ -1,8 +1,6 @@
-"""The four platform roles and the IT-facing permission matrix (DESIGN.md rule 7).
+"""The four platform roles and the IT-facing permission matrix.
 
-Source: `seeds/org-roles.txt` and `seeds/product-access-control.txt`.
-
-The matrix is the seeds' table, row for row::
+docs/rules.md#roles-and-permission-matrix. Hub's role table, row for row::
 
     | Role   | Manage Users | Manage Roles | View Billing | View Audit |
     | Owner  | Yes          | Yes          | Yes          | Yes        |
@@ -10,14 +8,13 @@ The matrix is the seeds' table, row for row::
     | Member | No           | No           | No           | No         |
     | Viewer | No           | No           | No           | No         |
 
-and three actions the seeds state in prose:
+and three actions Hub's role descriptions state in prose:
 
-- Export Audit: Owners only. Admin "Can view (but not export) the audit log";
-  DESIGN.md rule 11 "Owners and Admins view it; only Owners export it".
-- Enable Products: Owners only. "Only Owners can add or remove products from the
-  organization's subscription"; Owner "Can enable or disable products".
-- Grant Product Access: Owners and Admins. "Admins and Owners can grant access
-  to individual users"; "products.* (Owner or Admin)".
+- Export Audit: Owners only. Admins may view the audit log but not export it
+  (docs/rules.md#audit).
+- Enable Products: Owners only: only Owners add or remove products from the
+  organization's subscription.
+- Grant Product Access: Owners and Admins grant product access to users.
 """
 
 from __future__ import annotations
@@ -50,7 +47,7 @@ class Role(enum.Enum):
 
     @property
     def title(self) -> str:
-        """The name as the seeds write it: "Owner", "Viewer"."""
+        """The name as Hub writes it: "Owner", "Viewer"."""
         return self.value.capitalize()
 
     @classmethod
@@ -72,7 +69,7 @@ ROLE_NAMES = ", ".join(role.value for role in sorted(Role, reverse=True))
 
 
 class ItAction(enum.Enum):
-    """An IT-facing action guarded by the permission matrix (DESIGN.md rule 7)."""
+    """An IT-facing action guarded by the permission matrix."""
 
     MANAGE_USERS = "manage_users"
     MANAGE_ROLES = "manage_roles"
@@ -109,13 +106,14 @@ PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {
     Role.MEMBER: frozenset(),
     Role.VIEWER: frozenset(),
 }
-"""Which role may take which IT-facing action; see the module docstring for the seed rows."""
+"""Which role may take which IT-facing action; the module docstring shows the table."""
 
 
 def may(role: Role | None, action: ItAction) -> bool:
-    """Whether a user with platform ``role`` may take ``action`` (`seeds/org-roles.txt`).
+    """Whether a user with platform ``role`` may take ``action``.
 
-    ``None`` is the role of an inactive user (DESIGN.md rule 8): it may do nothing.
+    ``None`` is the role of an inactive user (docs/rules.md#leavers):
+    it may do nothing.
     """
     return role is not None and action in PERMISSION_MATRIX[role]
 

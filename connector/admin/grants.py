@@ -2,7 +2,7 @@
 
 Each function takes the session first, takes the organization's write lock
 when it can change derived access, recomputes exactly the users concerned,
-audits, and flushes; the caller commits once (STYLE.md rule 3).
+audits, and flushes; the caller commits once.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from connector.trail.journal import Journal
 def set_product_state(
     session: Session, org_id: int, product: str, state: str, *, actor: str
 ) -> list[AccessChange]:
-    """Set a product ``active``, ``trial`` or ``not_subscribed`` (DESIGN.md rule 5).
+    """Set a product ``active``, ``trial`` or ``not_subscribed``.
 
     Grants of a not-subscribed product turn dormant and count again when it
-    is enabled; Owners gain or lose it with the product. Raises InvalidInput
+    is enabled; Owners gain or lose it with the product
+    (docs/rules.md#grants-and-product-states). Raises InvalidInput
     for an unknown product or state. Returns the access changes it caused.
     """
     if product not in HUB_CATALOG:
@@ -136,11 +137,11 @@ def grant_manual(
     *,
     actor: str,
 ) -> None:
-    """Grant one user a product by hand, beside what the mapping gives (DESIGN.md rule 5).
+    """Grant one user a product by hand, beside what the mapping gives.
 
     Replaces an earlier manual grant of the same product. Raises InvalidInput
     naming every problem (unknown product, role or permission, a client
-    access role: rule 9) and UserNotFound.
+    access role: docs/rules.md#client-identities) and UserNotFound.
     """
     problems = HUB_CATALOG.grant_problems(product, roles, permissions)
     if problems:
@@ -178,7 +179,8 @@ def revoke_manual(
 ) -> bool:
     """Remove a user's manual grant of ``product``; False when there was none.
 
-    What the mapping grants stays. Onboarding already done stays done (rule 10).
+    What the mapping grants stays. Onboarding already done stays done
+    (docs/rules.md#onboarding).
     """
     user_id, user_name = find_user(session, org_id, user_ref)
     lock_rules_shared(session, org_id)
@@ -217,9 +219,10 @@ def _grant_json(row: ManualGrant) -> dict[str, object]:
 def complete_onboarding(
     session: Session, org_id: int, user_ref: str, product: str, *, actor: str
 ) -> bool:
-    """Mark a product's onboarding done for a user: once per user per product, ever (rule 10).
+    """Mark a product's onboarding done for a user: once per user per product, ever.
 
-    True the first time, False after (idempotent; concurrent calls are safe).
+    docs/rules.md#onboarding. True the first time, False after (idempotent;
+    concurrent calls are safe).
     Raises InvalidInput for a product without an onboarding flow, UserNotFound.
     """
     found = HUB_CATALOG.product(product)

@@ -1,8 +1,9 @@
-"""The health report IT reads when something is held, dormant or missing (issue 3).
+"""The health report IT reads when something is held, dormant or missing.
 
 Held Owners and their queue positions, an organization without an Owner, a
-last Owner kept after leaving the Owners group (DESIGN.md rules 3 and 4),
-grants kept dormant because their product is not subscribed (rule 5), and
+last Owner kept after leaving the Owners group (docs/rules.md#last-owner),
+grants kept dormant because their product is not subscribed
+(docs/rules.md#grants-and-product-states), and
 rules whose group the IdP never pushed. Each finding is a few queries over
 rules and seats, never a scan of every user.
 """
@@ -156,7 +157,7 @@ def health_report(session: Session, org_id: int) -> HealthReport:
             f"the mapping in force no longer parses; deriving with defaults: {rules.broken}"
         )
     if not owners.has_owner:
-        problems.append("the organization has no Owner (DESIGN.md rule 4)")
+        problems.append("the organization has no Owner (see docs/rules.md#last-owner)")
     for seat in owners.seats:
         if seat.kept_as_last:
             problems.append(

@@ -1,4 +1,4 @@
-"""Applying IT's mapping file to an organization, with a preview of what it does (issue 3).
+"""Applying IT's mapping file to an organization, with a preview of what it does.
 
 :func:`apply_mapping` parses the file (refused whole, naming lines), binds its
 rules to the groups the IdP pushed, derives every user's access under it and
@@ -64,7 +64,7 @@ LISTED_CLIENT_USERS = 50
 
 @dataclass(frozen=True)
 class MappingPreview:
-    """What applying a mapping does (or did): issue 3's ``--dry-run`` preview."""
+    """What applying a mapping does (or did): the ``--dry-run`` preview."""
 
     org_id: int
     dry_run: bool
@@ -322,9 +322,10 @@ def _store_mapping(
 
 
 def client_domain_users(session: Session, org_id: int, config: MappingConfig) -> tuple[str, ...]:
-    """Active users already holding an address of a client domain (DESIGN.md rule 9).
+    """Active users already holding an address of a client domain.
 
-    The mapping cannot remove them; the preview names them so IT can.
+    The mapping cannot remove them; the preview names them so IT can
+    (docs/rules.md#client-identities).
     """
     if not config.client_domains:
         return ()

@@ -1,6 +1,6 @@
 """``hub-scim`` commands for Hub access: mapping, products, grants, access, audit, health, events.
 
-Issue 3: IT maps IdP groups to roles and grants (``mapping apply``, with a
+IT maps IdP groups to roles and grants (``mapping apply``, with a
 ``--dry-run`` preview), sets product states, gives manual grants, and sees
 the result (``access``, ``audit``, ``health``); products' webhooks are
 registered and delivered from here. Built with :mod:`connector.cli.common`

@@ -2,7 +2,7 @@
 
 Every loader takes the ids it is asked about and answers in a fixed number of
 queries whatever the size of the organization or of the groups involved, so
-that a membership change of k users costs O(k) (issue 3 "Consistency").
+that a membership change of k users costs O(k).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def _config(org_id: int, source: str | None) -> tuple[MappingConfig, str | None]
         return parsed_mapping(source), None
     except MappingError as error:
         # Valid when applied; the catalog has since changed under it. The
-        # IdP must not fail for it (DESIGN.md rule 1): derive with the
+        # IdP must not fail for it (docs/rules.md#directory-mirrors-the-idp): derive with the
         # defaults, and let the health report say so loudly.
         logger.error("organization %s: the mapping in force no longer parses: %s", org_id, error)
         return MappingConfig(), str(error)

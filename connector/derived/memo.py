@@ -1,4 +1,4 @@
-"""What a transaction has already read, kept for the rest of that transaction (issue 2).
+"""What a transaction has already read, kept for the rest of that transaction.
 
 One SCIM write asks for the organization's rules more than once: the
 client-domain check before the store writes, then the recomputation after.

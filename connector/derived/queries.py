@@ -1,7 +1,7 @@
-"""What products and IT read: a user's effective access, and may this user do X (issue 3).
+"""What products and IT read: a user's effective access, and may this user do X.
 
 Access is read from the snapshot the last change stored, in the same
-transaction as that change (DESIGN.md rule 12), so a read costs a couple of
+transaction as that change (docs/rules.md#immediacy-and-events), so a read costs a couple of
 primary-key lookups. A user provisioned before access derivation was
 switched on has no snapshot yet: its access is derived on the fly.
 """
@@ -40,7 +40,7 @@ def current_access(session: Session, org_id: int, user_id: str) -> DerivedAccess
 
 
 def user_access(session: Session, org_id: int, user_ref: str) -> dict[str, Any]:
-    """Issue 3's access JSON for the user ``user_ref`` names (id or userName, any case).
+    """The access JSON for the user ``user_ref`` names (id or userName, any case).
 
     ``active``, ``role`` (null when inactive), ``held``, ``products`` and
     ``dormant`` (each product's ``roles``, ``permissions``, ``onboarding``

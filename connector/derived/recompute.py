@@ -177,7 +177,7 @@ def seat(
     left: Collection[str] = (),
     now: datetime,
 ) -> OwnerOutcome:
-    """The two-Owner cap after a change (DESIGN.md rules 3 and 4).
+    """The two-Owner cap after a change (docs/rules.md#owner-cap).
 
     Seat and queue holders keep their places while they still qualify; the
     changed users who newly qualify queue behind them, oldest first.
@@ -216,7 +216,7 @@ def diff_access(
 def removed_access(
     before: Mapping[str, DerivedAccess], user_ids: Iterable[str], names: Mapping[str, str]
 ) -> list[UserChange]:
-    """What users deleted from the directory lost (DESIGN.md rule 8)."""
+    """What users deleted from the directory lost (docs/rules.md#leavers)."""
     changes = []
     for user in user_ids:
         change = access_change(before.get(user), DerivedAccess(user, active=False, role=None))
@@ -327,7 +327,7 @@ def record_owner_events(
     journal: Journal,
     names: Mapping[str, str] | None = None,
 ) -> None:
-    """Audit and announce each step of the Owner seating (DESIGN.md rule 3)."""
+    """Audit and announce each step of the Owner seating (docs/rules.md#audit)."""
     if not outcome.events:
         return
     known = dict(names or {})

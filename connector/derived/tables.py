@@ -1,4 +1,4 @@
-"""Tables of derived and IT-managed access state (DESIGN.md rules 2 to 10).
+"""Tables of derived and IT-managed access state (docs/rules.md).
 
 ``owner_seats``, ``owner_holds`` and ``access_snapshots`` name their user
 without a foreign key: the store deletes a user's row before telling the
@@ -89,12 +89,12 @@ class ManualGrant(Base):
 
 
 class OwnerSeat(Base):
-    """One of an organization's two Owner seats (DESIGN.md rule 3).
+    """One of an organization's two Owner seats (docs/rules.md#owner-cap).
 
     The primary key (org_id, seat) with ``seat`` in (1, 2) is what makes a
     third Owner impossible whatever the application code does; ``user_id`` is
     unique so one person never holds both seats. ``kept_as_last`` flags a last
-    Owner kept after leaving the Owners group (rule 4).
+    Owner kept after leaving the Owners group (docs/rules.md#last-owner).
     """
 
     __tablename__ = "owner_seats"
@@ -125,7 +125,7 @@ class OwnerHold(Base):
 
 
 class AccessSnapshot(Base):
-    """A user's effective access as last derived: what products read, at once (rule 12)."""
+    """A user's effective access as last derived: what products read, at once."""
 
     __tablename__ = "access_snapshots"
 
@@ -136,7 +136,7 @@ class AccessSnapshot(Base):
 
 
 class OnboardingDone(Base):
-    """A product's onboarding completed by one user: once per user per product, ever (rule 10)."""
+    """A product's onboarding completed by one user: once per user per product, ever."""
 
     __tablename__ = "onboarding_done"
 

@@ -1,7 +1,7 @@
 """The directory tables: SCIM resources, their searchable attribute values and group members.
 
 ``scim_resources`` keeps each User and Group document exactly as the IdP sent
-it (DESIGN.md rule 1), plus the columns every IdP looks resources up by.
+it (docs/rules.md#directory-mirrors-the-idp), plus the columns every IdP looks resources up by.
 ``scim_attribute_values`` indexes every other leaf value of a document, one
 row per value, so that any RFC 7644 section 3.4.2.2 filter runs as SQL.
 ``group_members`` holds memberships as rows, so that membership changes are

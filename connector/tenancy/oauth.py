@@ -1,4 +1,4 @@
-"""OAuth 2.0 client-credentials grant for IdPs that prefer it to a long-lived token (issue #4).
+"""OAuth 2.0 client-credentials grant for IdPs that prefer it to a long-lived token.
 
 Microsoft Entra ID can authenticate with "OAuth2 Client Credentials Grant":
 it trades a client id and secret at ``POST /oauth/token`` (RFC 6749 section

@@ -1,6 +1,6 @@
 """A per-credential request rate limit: a token bucket per key, in this process.
 
-Issue #4: a 429 with ``Retry-After`` is for abuse only. Entra ignores
+A 429 with ``Retry-After`` is for abuse only. Entra ignores
 ``Retry-After`` and counts every 429 toward quarantining the app, so the
 defaults sit far above what an Entra cycle or an Okta import sends. Buckets live
 in process memory: with W workers on N instances a credential may reach up to

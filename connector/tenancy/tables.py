@@ -11,7 +11,7 @@ from connector.db.base import Base, UTCDateTime, utcnow
 
 
 class Organization(Base):
-    """One MSP tenant. Every other row belongs to exactly one (DESIGN.md, Words)."""
+    """One MSP tenant. Every other row belongs to exactly one (docs/rules.md#words)."""
 
     __tablename__ = "organizations"
 

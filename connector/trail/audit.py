@@ -1,7 +1,7 @@
-"""The append-only audit trail (DESIGN.md rule 11).
+"""The append-only audit trail (docs/rules.md#audit).
 
 Every change to the directory, to derived access (with the rule that caused
-it), to mappings, product states and credentials is appended here with actor,
+it), to mappings and to product states is appended here with actor,
 time, before and after, in the same transaction as the change itself. Rows are
 never updated or deleted: a deleted user's history stays.
 """

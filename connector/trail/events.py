@@ -1,4 +1,6 @@
-"""Signed access-change events for Hub's products, delivered at least once (DESIGN.md rule 12).
+"""Signed access-change events for Hub's products, delivered at least once.
+
+docs/rules.md#immediacy-and-events.
 
 An event is written to an outbox table in the same transaction as the change
 it announces, so no committed change goes unannounced and no rolled-back one

@@ -1,4 +1,6 @@
-"""What one change writes beside the directory, written together (DESIGN.md rules 11 and 12).
+"""What one change writes beside the directory, written together.
+
+docs/rules.md#audit and #immediacy-and-events.
 
 A SCIM write stores the access it derived (snapshots), appends an audit entry
 for itself and one per access change and Owner seating step it caused, and a

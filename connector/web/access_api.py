@@ -1,6 +1,7 @@
 """The access API Hub's products call: a user's access, may they do X, onboarding, events.
 
-Issue 3 "Seeing the result"; DESIGN.md rules 5, 6, 8, 10 and 12. Mounted by
+The rules it answers by are in docs/rules.md (grants and product states, role
+as ceiling, leavers, onboarding, immediacy and events). Mounted by
 :func:`connector.web.app.create_app` under ``/api/v1``::
 
     GET  /api/v1/access/<user>                       the user's effective access
@@ -133,7 +134,7 @@ def create_access_blueprint(
 def _authenticate(
     protector: ResourceProtector, rate_limiter: RateLimiter, realm: str
 ) -> Response | None:
-    """Require a usable ``access`` credential (RFC 6750 section 3); rate-limit it (issue #4)."""
+    """Require a usable ``access`` credential (RFC 6750 section 3); rate-limit it."""
     try:
         credential: AuthenticatedCredential = protector.acquire_token([Scope.ACCESS.value])
     except OAuth2Error as error:
@@ -266,7 +267,8 @@ def _api_error(error: AccessApiError) -> Response:
 def _refused(error: HubError) -> Response:
     """A refusal of the connector, answered as :data:`connector.errors.ANSWERS` says.
 
-    An unknown user and another organization's are the same ``not_found``.
+    An unknown user and another organization's are the same ``not_found``
+    (docs/rules.md#words).
     """
     answer = answer_for(error)
     return error_response(answer.status, answer.api_error, str(error))

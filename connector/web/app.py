@@ -9,7 +9,7 @@ token endpoint ``/oauth/token`` (client-credentials grant), and the probes
 in ``app.extensions["hub_scim"]`` (an engine, a session factory, Authlib's
 resource protector, the rate limiter). Each request gets one database session,
 opened on first use and closed at teardown; the SCIM layer commits it once on
-success (STYLE.md rule 3).
+success.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def _database_busy(error: OperationalError) -> Response:
 
 
 def _authenticate_scim_request() -> Response | None:
-    """Require a usable ``scim`` credential (RFC 6750 section 3); rate-limit it (issue #4)."""
+    """Require a usable ``scim`` credential (RFC 6750 section 3); rate-limit it."""
     state = hub_scim()
     try:
         credential: AuthenticatedCredential = state.protector.acquire_token([Scope.SCIM.value])
