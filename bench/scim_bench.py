@@ -1,6 +1,19 @@
-"""SCIM load benchmark: the phases of issue #2, against a running server or one it starts itself.
+"""SCIM load benchmark: concurrent clients against hub-scim and scim2-server, or one client.
 
-Phases (each prints ops/s, p50 and p99; every response is checked, and the run
+Without arguments it runs the concurrent comparison (bench/contention.py):
+``--concurrency`` clients (default 8) send each phase in parallel to hub-scim
+served by ``hub-scim serve`` on a fresh PostgreSQL database and on a SQLite
+file, then to scim2-server, and it prints requests/s, p50/p99 and the ratio
+phase by phase::
+
+    .venv/bin/python bench/scim_bench.py                  # a few minutes
+    .venv/bin/python bench/scim_bench.py --profile create,replace,deactivate,delete \
+        --databases postgresql                            # where the time goes
+
+With ``--spawn`` or ``--base-url`` (or ``--concurrency 1``) it runs the
+sequential benchmark below, one client, as before.
+
+Sequential phases (each prints ops/s, p50 and p99; every response is checked, and the run
 aborts with a clear message on the first wrong answer):
 
   create     POST /Users, N users
@@ -836,7 +849,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--spawn", action="store_true", help="start `hub-scim serve` for the run and stop it after"
     )
     target.add_argument(
-        "--database-url", help="with --spawn: database to serve (default: a temporary SQLite file)"
+        "--database-url",
+        help="with --spawn: database to serve (default: a temporary SQLite file); in the "
+        "concurrent comparison: serve this database (kept) instead of --databases",
     )
     target.add_argument("--workers", type=int, help="with --spawn: gunicorn workers")
     target.add_argument("--threads", type=int, help="with --spawn: threads per worker")
@@ -847,8 +862,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     contention.add_argument(
         "--concurrency",
         type=int,
-        default=8,
-        help="concurrent clients per phase (default 8); 1 runs the sequential benchmark",
+        default=None,
+        help="concurrent clients per phase; 1 runs the sequential benchmark. Default: 8 "
+        "(the concurrent comparison), or 1 with --spawn or --base-url (the sequential "
+        "benchmark, as before)",
     )
     contention.add_argument(
         "--databases",
@@ -864,17 +881,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     contention.add_argument(
         "--group-size",
         type=int,
-        default=2000,
-        help="members seeded (untimed) into the big group before the membership phases",
+        default=1000,
+        help="members seeded (untimed) into the big group before the membership phases "
+        "(default 1000)",
     )
     contention.add_argument(
         "--member-batch", type=int, default=10, help="k: members added or removed per PATCH"
     )
     contention.add_argument(
+        "--member-requests",
+        type=int,
+        default=50,
+        help="membership PATCHes per phase (default 50; bounded by N / k)",
+    )
+    contention.add_argument(
         "--page-requests",
         type=int,
-        default=300,
-        help="at least this many page requests (passes over every page of 100 users)",
+        default=100,
+        help="at least this many page requests (passes over every page of 100 users; default 100)",
     )
     contention.add_argument(
         "--phase-timeout",
@@ -940,6 +964,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json-out", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.concurrency is None:
+        args.concurrency = 1 if args.spawn or args.base_url else 8
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     if bool(args.base_url) != bool(args.token):
@@ -955,8 +981,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 "--profile needs --concurrency > 1, no --base-url, and phases among: "
                 + ", ".join(CONTENTION_PHASES)
             )
-    if args.member_batch < 1 or args.group_size < 0 or args.page_requests < 1:
-        parser.error("--member-batch and --page-requests must be positive, --group-size >= 0")
+    if min(args.member_batch, args.member_requests, args.page_requests) < 1 or args.group_size < 0:
+        parser.error(
+            "--member-batch, --member-requests and --page-requests must be positive, "
+            "--group-size >= 0"
+        )
     if args.users < 1 or args.members < 1 or args.lookup_big <= args.lookup_small:
         parser.error("--users and --members must be positive, --lookup-big > --lookup-small")
     return args
@@ -986,6 +1015,7 @@ def main_contention(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         group_size=args.group_size,
         member_batch=args.member_batch,
+        member_requests=args.member_requests,
         page_requests=args.page_requests,
         seed_threads=max(args.seed_threads, 4),
         phase_timeout_seconds=args.phase_timeout,
@@ -1006,7 +1036,7 @@ def main_contention(args: argparse.Namespace) -> int:
         if args.base_url:
             ours["running server"] = run_contention(args.base_url, args.token, "hub-scim", config)
         else:
-            for database in [name.strip() for name in args.databases.split(",") if name.strip()]:
+            for database in databases(args):
                 with database_for(args, database, workdir) as database_url:
                     if profile:
                         from profiling import profile_contention
@@ -1061,12 +1091,22 @@ def serve_shape(args: argparse.Namespace) -> str:
     return f"gunicorn gthread, {workers} workers x {threads} threads"
 
 
+def databases(args: argparse.Namespace) -> list[str]:
+    if args.database_url:
+        return [args.database_url]
+    return [name.strip() for name in args.databases.split(",") if name.strip()]
+
+
 @contextlib.contextmanager
 def database_for(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[str]:
     """A fresh database of the kind named: a temporary SQLite file, or a new PostgreSQL database.
 
-    The PostgreSQL database is dropped when the run leaves it, whatever happened.
+    The PostgreSQL database is dropped when the run leaves it, whatever happened. A
+    database URL given with --database-url is used as it is, and kept.
     """
+    if "://" in database:
+        yield database
+        return
     if database == "sqlite":
         yield f"sqlite:///{workdir / f'contention-{uuid.uuid4().hex[:8]}.sqlite'}"
         return
