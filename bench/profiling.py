@@ -23,6 +23,7 @@ throughput from the unprofiled run.
 from __future__ import annotations
 
 import cProfile
+import functools
 import logging
 import pstats
 import re
@@ -141,9 +142,9 @@ class ProfilingMiddleware:
             return
         now = time.perf_counter()
         elapsed = now - self._local.started
-        if WRITE_LOCK.search(statement) and getattr(self._local, "locked_at", None) is None:
+        key, takes_lock = _statement_key(statement)
+        if takes_lock and getattr(self._local, "locked_at", None) is None:
             self._local.locked_at = now
-        key = _statement_key(statement)
         with self._lock:
             record = self.profiles[phase]
             record.statements[key] += 1
@@ -190,11 +191,17 @@ WRITE_LOCK = re.compile(r"FOR (NO KEY )?UPDATE|^\s*BEGIN IMMEDIATE", re.IGNORECA
 """Statements that take the write lock: the organization row (PostgreSQL), the database (SQLite)."""
 
 
-def _statement_key(statement: str) -> str:
-    """A statement's first words, whitespace collapsed and parameter lists folded."""
+@functools.lru_cache(maxsize=4096)
+def _statement_key(statement: str) -> tuple[str, bool]:
+    """A statement's first words (whitespace collapsed, parameter lists folded); takes a lock?
+
+    Cached: the same compiled statements come back on every request, and the
+    profiler's own time should not grow with their length.
+    """
     text = re.sub(r"\s+", " ", statement).strip()
     text = re.sub(r"(%\(\w+\)s|\?|\$\d+)(, (%\(\w+\)s|\?|\$\d+))+", r"\1, ...", text)
-    return text if len(text) <= 150 else text[:147] + "..."
+    short = text if len(text) <= 150 else text[:147] + "..."
+    return short, bool(WRITE_LOCK.search(statement))
 
 
 def profile_contention(
