@@ -57,6 +57,11 @@ COST_CENTRES: tuple[tuple[str, str, str], ...] = (
     ("store: replace", "connector/directory/store.py", "replace"),
     ("store: delete", "connector/directory/store.py", "delete"),
     ("store: get", "connector/directory/store.py", "get"),
+    ("write path: create", "connector/provisioning/writes.py", "create"),
+    ("write path: replace", "connector/provisioning/writes.py", "replace"),
+    ("write path: delete", "connector/provisioning/writes.py", "delete"),
+    ("write path: update members", "connector/provisioning/writes.py", "update_members"),
+    ("  rules read", "connector/provisioning/writes.py", "_rules"),
     ("access listener (all)", "connector/provisioning/listener.py", "user_written"),
     ("access listener (all)", "connector/provisioning/listener.py", "user_deleted"),
     ("access listener (all)", "connector/provisioning/listener.py", "members_changed"),
@@ -64,6 +69,7 @@ COST_CENTRES: tuple[tuple[str, str, str], ...] = (
     ("  access recompute", "connector/derived/recompute.py", "recompute"),
     ("  journal write (audit, events, snapshots)", "connector/trail/journal.py", "write"),
     ("commit (store)", "connector/directory/store.py", "commit"),
+    ("commit (write path)", "connector/provisioning/writes.py", "commit"),
     ("  driver commit", "psycopg/connection.py", "commit"),
     ("  driver commit", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
     ("SQL: SQLAlchemy execute (all statements)", "sqlalchemy/engine/base.py", "_execute_context"),
@@ -187,8 +193,11 @@ class ProfilingMiddleware:
         return body
 
 
-WRITE_LOCK = re.compile(r"FOR (NO KEY )?UPDATE|^\s*BEGIN IMMEDIATE", re.IGNORECASE)
-"""Statements that take the write lock: the organization row (PostgreSQL), the database (SQLite)."""
+WRITE_LOCK = re.compile(
+    r"FOR (NO KEY )?UPDATE|FOR (KEY )?SHARE|pg_advisory_xact_lock|^\s*BEGIN IMMEDIATE",
+    re.IGNORECASE,
+)
+"""Statements that take a lock: row locks and advisory locks (PostgreSQL), the database (SQLite)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -274,10 +283,10 @@ def print_phase_profile(phase: str, record: PhaseProfile, top: int) -> None:
     if record.locked_requests:
         held = record.lock_held_seconds / record.locked_requests * 1000
         print(
-            f"  {record.locked_requests} requests took the write lock "
-            f"(FOR NO KEY UPDATE / BEGIN IMMEDIATE); held {held:.2f} ms each "
-            f"(lock granted -> response ready): at most {1000 / held:.0f} such requests/s "
-            "per organization while profiled"
+            f"  {record.locked_requests} requests took a lock (row or advisory lock, "
+            f"BEGIN IMMEDIATE); from the first one granted to the response: {held:.2f} ms "
+            f"each; if these writers serialize on it, at most {1000 / held:.0f} requests/s "
+            "while profiled"
         )
 
     print("\n  SQL statements per request (mean ms each, wall time incl. waits):")
