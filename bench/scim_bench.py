@@ -1,6 +1,19 @@
-"""SCIM load benchmark (docs/benchmark.md), against a running server or one it starts itself.
+"""SCIM load benchmark: concurrent clients against hub-scim and scim2-server, or one client.
 
-Phases (each prints ops/s, p50 and p99; every response is checked, and the run
+Without arguments it runs the concurrent comparison (bench/contention.py):
+``--concurrency`` clients (default 8) send each phase in parallel to hub-scim
+served by ``hub-scim serve`` on a fresh PostgreSQL database and on a SQLite
+file, then to scim2-server, and it prints requests/s, p50/p99 and the ratio
+phase by phase::
+
+    .venv/bin/python bench/scim_bench.py                  # a few minutes
+    .venv/bin/python bench/scim_bench.py --profile create,replace,deactivate,delete \
+        --databases postgresql                            # where the time goes
+
+With ``--spawn`` or ``--base-url`` (or ``--concurrency 1``) it runs the
+sequential benchmark below, one client, as before.
+
+Sequential phases (each prints ops/s, p50 and p99; every response is checked, and the run
 aborts with a clear message on the first wrong answer):
 
   create     POST /Users, N users
@@ -61,6 +74,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+
+if __name__ == "__main__":
+    # bench/contention.py and bench/profiling.py import this module by name:
+    # let them share this copy (one BenchError class), not load a second one.
+    sys.modules.setdefault("scim_bench", sys.modules[__name__])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCIM_CONTENT_TYPE = "application/scim+json"
@@ -674,19 +692,32 @@ def run_cli(command: list[str], env: dict[str, str]) -> str:
     return completed.stdout
 
 
-def spawn_hub_scim(args: argparse.Namespace, workdir: Path) -> Spawned:
-    command = hub_scim_command(args.hub_scim_command)
-    database_url = args.database_url or f"sqlite:///{workdir / 'bench.sqlite'}"
+def bench_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["HUB_SCIM_RATE_LIMIT_PER_MINUTE"] = "0"  # the benchmark is the abuse a limit stops
     env["HUB_SCIM_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+def prepare_database(command: list[str], database_url: str) -> str:
+    """Migrate ``database_url``, create an organization and return a SCIM token for it."""
+    env = bench_environment()
     organization = f"bench-{uuid.uuid4().hex[:8]}"
     run_cli([*command, "db", "upgrade", "--database-url", database_url], env)
     run_cli([*command, "org", "create", organization, "--database-url", database_url], env)
     output = run_cli(
         [*command, "token", "create", "--org", organization, "--database-url", database_url], env
     )
-    token = output.strip().splitlines()[-1].strip()
+    return output.strip().splitlines()[-1].strip()
+
+
+def spawn_hub_scim(
+    args: argparse.Namespace, workdir: Path, database_url: str | None = None
+) -> Spawned:
+    command = hub_scim_command(args.hub_scim_command)
+    database_url = database_url or args.database_url or f"sqlite:///{workdir / 'bench.sqlite'}"
+    env = bench_environment()
+    token = prepare_database(command, database_url)
     port = free_loopback_port()
     serve = [*command, "serve", "--host", "127.0.0.1", "--port", str(port)]
     serve += ["--database-url", database_url]
@@ -694,7 +725,7 @@ def spawn_hub_scim(args: argparse.Namespace, workdir: Path) -> Spawned:
         serve += ["--workers", str(args.workers)]
     if args.threads:
         serve += ["--threads", str(args.threads)]
-    log = workdir / "hub-scim.log"
+    log = workdir / f"hub-scim-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             serve, cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
@@ -711,12 +742,14 @@ def spawn_hub_scim(args: argparse.Namespace, workdir: Path) -> Spawned:
 
 
 def spawn_scim2_server(args: argparse.Namespace, workdir: Path) -> Spawned:
-    executable = args.scim2_server_command or shutil.which("scim2-server")
+    beside = Path(sys.executable).parent / "scim2-server"
+    executable = args.scim2_server_command or (
+        str(beside) if beside.exists() else shutil.which("scim2-server")
+    )
     if not executable:
         raise BenchError(
-            "scim2-server not found: install it in a throwaway venv "
-            "(python -m venv /tmp/scim2-venv && /tmp/scim2-venv/bin/pip install scim2-server) "
-            "and pass --scim2-server-command /tmp/scim2-venv/bin/scim2-server"
+            "scim2-server not found: it comes with the test extra "
+            "(.venv/bin/pip install -e '.[test]'), or pass --scim2-server-command"
         )
     token = uuid.uuid4().hex
     port = free_loopback_port()
@@ -735,6 +768,38 @@ def spawn_scim2_server(args: argparse.Namespace, workdir: Path) -> Spawned:
         stop(process)
         raise
     print(f"started scim2-server (pid {process.pid}) on {root}")
+    return Spawned(root + "/v2", token, process, log)
+
+
+def spawn_scim2_server_gunicorn(args: argparse.Namespace, workdir: Path, threads: int) -> Spawned:
+    """scim2-server's application under gunicorn: 1 worker (in-memory storage), ``threads`` threads.
+
+    See bench/scim2_server_wsgi.py for why not its own wsgiref command under concurrency.
+    """
+    beside = Path(sys.executable).parent / "gunicorn"
+    gunicorn = [str(beside)] if beside.exists() else [sys.executable, "-m", "gunicorn"]
+    token = uuid.uuid4().hex
+    port = free_loopback_port()
+    log = workdir / "scim2-server.log"
+    command = [*gunicorn, "--chdir", str(Path(__file__).resolve().parent)]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread"]
+    command += ["--threads", str(threads), "--keep-alive", "5", "--log-level", "warning"]
+    command += ["scim2_server_wsgi:app"]
+    env = dict(os.environ, SCIM2_BENCH_TOKEN=token)
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    root = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(root + "/v2/ServiceProviderConfig", process, log)
+    except BaseException:
+        stop(process)
+        raise
+    print(
+        f"started scim2-server's application under gunicorn (1 worker x {threads} threads, "
+        f"pid {process.pid}) on {root}"
+    )
     return Spawned(root + "/v2", token, process, log)
 
 
@@ -784,11 +849,83 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--spawn", action="store_true", help="start `hub-scim serve` for the run and stop it after"
     )
     target.add_argument(
-        "--database-url", help="with --spawn: database to serve (default: a temporary SQLite file)"
+        "--database-url",
+        help="with --spawn: database to serve (default: a temporary SQLite file); in the "
+        "concurrent comparison: serve this database (kept) instead of --databases",
     )
     target.add_argument("--workers", type=int, help="with --spawn: gunicorn workers")
     target.add_argument("--threads", type=int, help="with --spawn: threads per worker")
     target.add_argument("--hub-scim-command", help="how to run hub-scim (default: found on PATH)")
+    contention = parser.add_argument_group(
+        "concurrent comparison (the default; --concurrency 1 runs the sequential phases)"
+    )
+    contention.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="concurrent clients per phase; 1 runs the sequential benchmark. Default: 8 "
+        "(the concurrent comparison), or 1 with --spawn or --base-url (the sequential "
+        "benchmark, as before)",
+    )
+    contention.add_argument(
+        "--databases",
+        default="postgresql,sqlite",
+        help="hub-scim databases to serve, in order (default postgresql,sqlite): PostgreSQL "
+        "in a fresh database created and dropped by the run, SQLite in a temporary file",
+    )
+    contention.add_argument(
+        "--postgres-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="where to create and drop the fresh PostgreSQL database (loopback only)",
+    )
+    contention.add_argument(
+        "--group-size",
+        type=int,
+        default=1000,
+        help="members seeded (untimed) into the big group before the membership phases "
+        "(default 1000)",
+    )
+    contention.add_argument(
+        "--member-batch", type=int, default=10, help="k: members added or removed per PATCH"
+    )
+    contention.add_argument(
+        "--member-requests",
+        type=int,
+        default=50,
+        help="membership PATCHes per phase (default 50; bounded by N / k)",
+    )
+    contention.add_argument(
+        "--page-requests",
+        type=int,
+        default=100,
+        help="at least this many page requests (passes over every page of 100 users; default 100)",
+    )
+    contention.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=300.0,
+        help="abort a phase that takes longer than this many seconds (default 300)",
+    )
+    contention.add_argument(
+        "--no-scim2-server", action="store_true", help="skip the scim2-server comparison"
+    )
+    contention.add_argument(
+        "--scim2-server-via",
+        choices=("gunicorn", "command"),
+        default="gunicorn",
+        help="serve scim2-server's application with gunicorn, 1 worker x N threads (default), "
+        "or with its own `scim2-server` command (wsgiref: one connection per request)",
+    )
+    contention.add_argument(
+        "--profile",
+        metavar="PHASES",
+        help="serve hub-scim in process under a threaded WSGI server and profile these "
+        "comma-separated phases (cProfile, SQL statements per request); e.g. "
+        "'create,replace,deactivate,delete'. No scim2-server run",
+    )
+    contention.add_argument(
+        "--profile-top", type=int, default=30, help="cumulative entries printed per phase"
+    )
     sizes = parser.add_argument_group("workload")
     sizes.add_argument("--users", type=int, default=1000, help="N users (default 1000)")
     sizes.add_argument(
@@ -827,15 +964,196 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json-out", type=Path, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
-    if not args.spawn and not (args.base_url and args.token):
+    if args.concurrency is None:
+        args.concurrency = 1 if (args.spawn or args.base_url) and not args.profile else 8
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if bool(args.base_url) != bool(args.token):
+        parser.error("give --base-url and --token together")
+    if args.concurrency == 1 and not args.spawn and not args.base_url and not args.profile:
         parser.error("give --base-url and --token, or --spawn")
+    if args.profile:
+        from contention import CONTENTION_PHASES
+
+        unknown = set(profiled_phases(args)) - set(CONTENTION_PHASES)
+        if unknown or args.base_url:
+            parser.error(
+                "--profile needs no --base-url, and phases among: " + ", ".join(CONTENTION_PHASES)
+            )
+    if min(args.member_batch, args.member_requests, args.page_requests) < 1 or args.group_size < 0:
+        parser.error(
+            "--member-batch, --member-requests and --page-requests must be positive, "
+            "--group-size >= 0"
+        )
     if args.users < 1 or args.members < 1 or args.lookup_big <= args.lookup_small:
         parser.error("--users and --members must be positive, --lookup-big > --lookup-small")
     return args
 
 
+def profiled_phases(args: argparse.Namespace) -> list[str]:
+    return [name.strip() for name in (args.profile or "").split(",") if name.strip()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.concurrency > 1 or args.profile:
+        return main_contention(args)
+    return main_sequential(args)
+
+
+def main_contention(args: argparse.Namespace) -> int:
+    """The concurrent comparison: hub-scim on each database, then scim2-server, same workload."""
+    from contention import (
+        ContentionConfig,
+        print_contention_table,
+        run_contention,
+    )
+
+    config = ContentionConfig(
+        users=args.users,
+        concurrency=args.concurrency,
+        group_size=args.group_size,
+        member_batch=args.member_batch,
+        member_requests=args.member_requests,
+        page_requests=args.page_requests,
+        seed_threads=max(args.seed_threads, 4),
+        phase_timeout_seconds=args.phase_timeout,
+        cleanup=not args.no_cleanup and bool(args.base_url),
+        seed=args.seed,
+    )
+    profile = profiled_phases(args)
+    ours: dict[str, RunResult] = {}
+    theirs: RunResult | None = None
+    spawned: list[Spawned] = []
+    workdir = Path(tempfile.mkdtemp(prefix="scim-bench-"))
+    print(
+        f"concurrent comparison: {config.concurrency} clients, N={config.users} users, "
+        f"big group {config.group_size} + k={config.member_batch} per PATCH",
+        flush=True,
+    )
+    try:
+        if args.base_url:
+            ours["running server"] = run_contention(args.base_url, args.token, "hub-scim", config)
+        else:
+            for database in databases(args):
+                with database_for(args, database, workdir) as database_url:
+                    if profile:
+                        from profiling import profile_contention
+
+                        ours[database] = profile_contention(
+                            hub_scim_command(args.hub_scim_command),
+                            database_url,
+                            config,
+                            profile,
+                            args.profile_top,
+                        )
+                        continue
+                    server = spawn_hub_scim(args, workdir, database_url)
+                    spawned.append(server)
+                    print(f"  hub-scim serve: {serve_shape(args)}", flush=True)
+                    ours[database] = run_contention(
+                        server.base_url, server.token, f"hub-scim ({database})", config
+                    )
+                    stop(spawned.pop().process)
+        if not args.no_scim2_server and not profile:
+            server = (
+                spawn_scim2_server(args, workdir)
+                if args.scim2_server_via == "command"
+                else spawn_scim2_server_gunicorn(args, workdir, config.concurrency)
+            )
+            spawned.append(server)
+            theirs = run_contention(server.base_url, server.token, "scim2-server", config)
+            stop(spawned.pop().process)
+    except BenchError as error:
+        print(f"\nABORTED: {error}", file=sys.stderr)
+        for server in spawned:
+            print(f"server log ({server.log}):\n{tail(server.log)}", file=sys.stderr)
+        return 2
+    finally:
+        for server in spawned:
+            stop(server.process)
+        shutil.rmtree(workdir, ignore_errors=True)
+    for database, result in ours.items():
+        print_contention_table(database, result, theirs)
+    if args.json_out:
+        write_json(args.json_out, [*ours.values(), *([theirs] if theirs else [])])
+    return 0
+
+
+def serve_shape(args: argparse.Namespace) -> str:
+    """Workers and threads ``hub-scim serve`` runs with here (its defaults unless overridden)."""
+    from connector.settings import load_settings
+
+    settings = load_settings(bench_environment())
+    workers = args.workers or settings.workers
+    threads = args.threads or settings.threads
+    return f"gunicorn gthread, {workers} workers x {threads} threads"
+
+
+def databases(args: argparse.Namespace) -> list[str]:
+    if args.database_url:
+        return [args.database_url]
+    return [name.strip() for name in args.databases.split(",") if name.strip()]
+
+
+@contextlib.contextmanager
+def database_for(args: argparse.Namespace, database: str, workdir: Path) -> Iterator[str]:
+    """A fresh database of the kind named: a temporary SQLite file, or a new PostgreSQL database.
+
+    The PostgreSQL database is dropped when the run leaves it, whatever happened. A
+    database URL given with --database-url is used as it is, and kept.
+    """
+    if "://" in database:
+        yield database
+        return
+    if database == "sqlite":
+        yield f"sqlite:///{workdir / f'contention-{uuid.uuid4().hex[:8]}.sqlite'}"
+        return
+    if database not in ("postgresql", "postgres"):
+        raise BenchError(f"unknown database {database!r}: postgresql or sqlite")
+    import psycopg
+
+    admin_url = args.postgres_admin_url
+    parts = urlsplit(admin_url)
+    if parts.scheme not in ("postgresql", "postgres") or parts.hostname not in LOOPBACK_HOSTS:
+        raise BenchError(f"--postgres-admin-url: a postgresql:// URL on loopback, not {admin_url}")
+    name = f"hub_scim_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        raise BenchError(f"cannot create database {name} at {admin_url}: {error}") from error
+    print(f"created PostgreSQL database {name}", flush=True)
+    try:
+        yield parts._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"dropped PostgreSQL database {name}", flush=True)
+
+
+def write_json(path: Path, results: Sequence[RunResult]) -> None:
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "server": result.server,
+                    "phases": {
+                        name: {**asdict(phase), "ops_per_second": phase.ops_per_second}
+                        for name, phase in result.phases.items()
+                    },
+                    "figures": result.figures,
+                    "notes": result.notes,
+                }
+                for result in results
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+def main_sequential(args: argparse.Namespace) -> int:
     config = BenchConfig(
         users=args.users,
         members=args.members,
@@ -884,24 +1202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop(server.process)
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json_out:
-        args.json_out.write_text(
-            json.dumps(
-                [
-                    {
-                        "server": result.server,
-                        "phases": {
-                            name: {**asdict(phase), "ops_per_second": phase.ops_per_second}
-                            for name, phase in result.phases.items()
-                        },
-                        "figures": result.figures,
-                        "notes": result.notes,
-                    }
-                    for result in results
-                ],
-                indent=2,
-            )
-            + "\n"
-        )
+        write_json(args.json_out, results)
     return 0
 
 
