@@ -210,18 +210,19 @@ def apply_patch(
             return PatchResult(stored=stored, modified=False)
         stored = backend.update_members(resource_id, patch.members, expected_version=expected)
         return PatchResult(stored=stored, modified=True)
-    if kind is ResourceKind.GROUP:
-        include_members = False
-
     attempts = settings.patch_retries + 1
     for attempt in range(attempts):
-        stored = backend.get(kind, resource_id, include_members=include_members)
+        # Memberships are read-only and answered by the write itself, so the
+        # read half never loads them (a group's members can be many).
+        stored = backend.get(kind, resource_id, include_members=False)
         if patch.if_match is not None and not etag_matches(patch.if_match, stored.version):
             raise PreconditionFailedException()
         check_patch_work(patch.operations.operations, stored.document, settings)
         resource = from_stored(kind, stored.document)
         modified = patch.operations.patch(resource, scim_policy=PATCH_POLICY)
         if not modified and patch.members.is_empty():
+            if include_members and kind is ResourceKind.USER:
+                stored = backend.get(kind, resource_id, include_members=True)
             return PatchResult(stored=stored, modified=False)
         document = to_backend_document(resource)
         check_multi_valued(document, settings.max_multi_valued)

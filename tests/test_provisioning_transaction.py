@@ -23,11 +23,11 @@ from connector.admin.grants import set_product_state
 from connector.admin.mappings import apply_mapping
 from connector.derived.facts import (
     OrgRules,
-    created_user,
     load_rules,
     load_seats,
     load_snapshots,
     load_users,
+    user_from_document,
     with_bindings,
 )
 from connector.derived.memo import forget, recall, remember
@@ -273,7 +273,7 @@ def test_a_created_user_is_derived_as_if_read_back(session: Session, org_id: int
     )
 
     read = load_users(session, org_id, [stored.id], rules)[stored.id]
-    assert created_user(stored.id, stored.document, rules) == read
+    assert user_from_document(stored.id, stored.document, rules) == read
     assert read.facts.scim_roles == {"HubAdmin"}
 
 

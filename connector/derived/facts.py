@@ -300,12 +300,13 @@ def load_users(
     return users
 
 
-def created_user(user_id: str, document: Mapping[str, Any], rules: OrgRules) -> DirectoryUser:
-    """A user the store has just created, as :func:`load_users` would read it back.
+def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRules) -> DirectoryUser:
+    """A user as derivation sees them from their document alone: in no group, no manual grant.
 
-    Nothing needs reading: a fresh id is in no group yet (memberships are
-    written through groups, RFC 7643 section 4.1.2), has no manual grant and
-    no snapshot, and the document carries the rest.
+    Exactly what :func:`load_users` would read back for a user the store has
+    just created: a fresh id is in no group yet (memberships are written
+    through groups, RFC 7643 section 4.1.2) and has no manual grant. Enough,
+    too, for a leaver, whose access is none whatever their groups.
     """
     user_name = attribute(document, "userName")
     meta = attribute(document, "meta")

@@ -96,6 +96,7 @@ def recompute(
     rules: OrgRules | None = None,
     deleted: Mapping[str, str | None] | None = None,
     created: Iterable[DirectoryUser] = (),
+    known: Iterable[DirectoryUser] = (),
     journal: Journal | None = None,
     now: datetime | None = None,
 ) -> Recomputed:
@@ -104,9 +105,12 @@ def recompute(
     ``deleted``: users just removed from the directory, with their userName;
     their seat or queue place is freed and their snapshot dropped.
     ``created``: users just added to the directory
-    (:func:`~connector.derived.facts.created_user`), derived without
-    reading anything of theirs. The snapshots, audit entries and events go to
-    ``journal`` when given (the caller writes it), else are written here.
+    (:func:`~connector.derived.facts.user_from_document`), derived without
+    reading anything of theirs. ``known``: existing users whose facts the
+    caller already holds (a leaver, whose access is none whatever their
+    groups): their facts are not read again, their snapshot is. The
+    snapshots, audit entries and events go to ``journal`` when given (the
+    caller writes it), else are written here.
     Costs a fixed number of queries plus O(len(user_ids) + Owner queue) rows.
     """
     moment = now or utcnow()
@@ -114,8 +118,10 @@ def recompute(
     context = rules.context
     gone = frozenset(deleted or {})
     fresh = {user.facts.user_id: user for user in created}
-    wanted = list(dict.fromkeys(user for user in [*user_ids, *fresh] if user not in gone))
-    users = {**load_users(session, org_id, set(wanted) - fresh.keys(), rules), **fresh}
+    given = {user.facts.user_id: user for user in known}
+    wanted = list(dict.fromkeys(user for user in [*user_ids, *given, *fresh] if user not in gone))
+    unread = set(wanted) - fresh.keys() - given.keys()
+    users = {**load_users(session, org_id, unread, rules), **given, **fresh}
     read_before = [user for user in wanted if user in users and user not in fresh]
     before = load_snapshots(session, org_id, read_before)
     before.update(drop_snapshots(session, org_id, sorted(gone)))

@@ -174,6 +174,12 @@ def _without_meta(document: Document) -> Document:
     return {key: value for key, value in document.items() if key != "meta"}
 
 
+def _version(expected: str | None) -> int | None:
+    """The version number an ``If-Match``-style value names, if it names exactly one."""
+    match = _ETAG.fullmatch(expected) if expected is not None else None
+    return int(match.group(1)) if match is not None else None
+
+
 def etag(version: int) -> str:
     """``meta.version`` as a weak entity tag (RFC 7644 section 3.14)."""
     return f'W/"{version}"'
@@ -199,6 +205,8 @@ class DirectoryStore:
         self.session = session
         self.org_id = org_id
         self.models = {**DEFAULT_MODELS, **(models or {})}
+        # Rows read by get(): a replace at the version read needs no second read.
+        self._read: dict[str, ResourceRow] = {}
 
     @property
     def dialect(self) -> str:
@@ -208,6 +216,7 @@ class DirectoryStore:
 
     def get(self, kind: ResourceKind, resource_id: str, *, include_members: bool = True) -> Stored:
         row = self._row(kind, resource_id)
+        self._read[row.id] = row
         document = self._document(kind, row)
         if include_members:
             self._attach_memberships(kind, [document])
@@ -304,11 +313,17 @@ class DirectoryStore:
         """RFC 7644 sections 3.5.1 and 3.5.2: attributes and a member delta, atomically.
 
         The attribute-value index is rewritten only when an indexed value
-        changed: a PATCH of ``active`` (a column) leaves it alone.
+        changed: a PATCH of ``active`` (a column) leaves it alone. A replace at
+        the version :meth:`get` just read (a PATCH's read-modify-write) does
+        not read the row again.
         """
         columns, kept = self._checked(kind, document)
-        row = self._row(kind, resource_id, for_update=True)
-        self._check_version(row.version, expected_version)
+        row = self._read.pop(resource_id, None)
+        if row is None or row.kind != kind.value or _version(expected_version) != row.version:
+            row = self._row(kind, resource_id, for_update=True)
+            self._check_version(row.version, expected_version)
+        # Else the row was read at the version expected: the UPDATE below,
+        # conditioned on that version, locks it or refuses a stale write.
         model = self.models[kind]
         rows = value_rows(model, kind, kept, resource_id, self.org_id)
         if members is not None and kind is ResourceKind.GROUP and not members_checked:

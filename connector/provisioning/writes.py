@@ -38,12 +38,12 @@ from connector.db.engine import begin_writing
 from connector.derived.facts import (
     OrgRules,
     attribute,
-    created_user,
     email_addresses,
     forget_rules,
     is_active,
     load_rules,
     scim_role_values,
+    user_from_document,
 )
 from connector.derived.locks import lock_rules_exclusive, lock_rules_shared, lock_users
 from connector.derived.recompute import recompute
@@ -93,7 +93,7 @@ class ScimWrites:
         journal.audit(
             self.cause, "user.created", f"user:{written.stored.id}", None, _plain(written.after)
         )
-        created = created_user(written.stored.id, written.after, rules)
+        created = user_from_document(written.stored.id, written.after, rules)
         recompute(
             self.session,
             self.org_id,
@@ -133,7 +133,20 @@ class ScimWrites:
         roles_count = rules.config.map_scim_roles and (
             scim_role_values(before) != scim_role_values(after)
         )
-        if was_active != now_active or roles_count:
+        if was_active and not now_active:
+            # A leaver's access is none whatever their groups and grants: the
+            # document says all derivation needs (docs/rules.md#leavers).
+            leaver = user_from_document(resource_id, after, rules)
+            recompute(
+                self.session,
+                self.org_id,
+                [],
+                cause=self.cause,
+                rules=rules,
+                known=[leaver],
+                journal=journal,
+            )
+        elif was_active != now_active or roles_count:
             recompute(
                 self.session,
                 self.org_id,
