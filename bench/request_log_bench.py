@@ -71,6 +71,24 @@ def write_round(http: ScimHttp, users: int, concurrency: int, tag: str) -> tuple
     return 2 * users / wall, 2 * users
 
 
+def group_cpu_seconds(group: int) -> float:
+    """User and system CPU time of every live process of a process group (Linux /proc).
+
+    Less sensitive than wall-clock throughput to other load on a shared
+    machine: the log's cost shows as more CPU per write, whoever else runs.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, pgrp, ... utime (12th), stime (13th).
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def databases(admin_url: str | None, workdir: Path) -> Iterator[tuple[str, str]]:
     """Two empty databases: SQLite files, or PostgreSQL databases created and dropped here."""
@@ -136,23 +154,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             spawned["off"] = spawn(args, workdir / "off", url_off, log_on=False)
             clients = {side: ScimHttp(s.base_url, s.token) for side, s in spawned.items()}
             figures: dict[str, list[float]] = {"on": [], "off": []}
+            cpu_ms: dict[str, list[float]] = {"on": [], "off": []}
             answered_on = 0
             for side, client in clients.items():  # warm-up, untimed
                 write_round(client, 20, args.concurrency, f"warm-{side}")
             answered_on += 40
             for number in range(args.rounds):
                 for side in ("on", "off") if number % 2 == 0 else ("off", "on"):
+                    cpu_before = group_cpu_seconds(spawned[side].process.pid)
                     rate, writes = write_round(
                         clients[side], args.users, args.concurrency, f"r{number}-{side}"
                     )
+                    # The recorder writes within a second: let it, so its CPU counts.
+                    time.sleep(1.5)
+                    per_write = group_cpu_seconds(spawned[side].process.pid) - cpu_before
+                    cpu_ms[side].append(per_write * 1000 / writes)
                     figures[side].append(rate)
                     if side == "on":
                         answered_on += writes
-                    print(f"round {number + 1} log {side:<3}: {rate:8.1f} writes/s", flush=True)
+                    print(
+                        f"round {number + 1} log {side:<3}: {rate:8.1f} writes/s, "
+                        f"{cpu_ms[side][-1]:6.2f} server CPU ms/write",
+                        flush=True,
+                    )
             for server in spawned.values():
                 stop(server.process)
             on, off = statistics.median(figures["on"]), statistics.median(figures["off"])
             cost = (off - on) / off * 100
+            paired = statistics.median(
+                a / b for a, b in zip(figures["on"], figures["off"], strict=True)
+            )
+            cpu_on, cpu_off = statistics.median(cpu_ms["on"]), statistics.median(cpu_ms["off"])
             database = "PostgreSQL" if args.postgresql else "SQLite"
             print(
                 f"\n{database}, concurrency {args.concurrency}, {args.rounds} rounds of "
@@ -161,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"median with the log:    {on:8.1f} writes/s")
             print(f"median without the log: {off:8.1f} writes/s")
             print(f"cost of the log: {cost:+.1f}% of write throughput (target: at most 5%)")
+            print(f"median of the rounds' paired ratios (on/off): {paired:.3f}")
+            print(
+                f"server CPU per write: {cpu_on:.2f} ms with the log, {cpu_off:.2f} ms without "
+                f"({(cpu_on - cpu_off) / cpu_off * 100:+.1f}%)"
+            )
             rows = logged_rows(url_on)
             print(f"log rows written: {rows} for {answered_on} requests answered")
             if rows != answered_on:
