@@ -306,8 +306,6 @@ def test_with_the_log_off_nothing_is_recorded(
 
 def test_a_database_that_refuses_the_rows_never_fails_a_request(
     app_factory: Callable[..., Flask],
-    database_url: str,
-    engine: Engine,
     org_id: int,
     scim_token: str,
     tmp_path: Path,
@@ -317,9 +315,7 @@ def test_a_database_that_refuses_the_rows_never_fails_a_request(
     recorder = RequestRecorder(refusing, timedelta(days=30), max_attempts=2)
     app = app_factory(request_log=False)
     state = hub_scim(app)
-    install_request_log(
-        app, state.settings, engine, state.session_factory, SCIM_PREFIX, recorder=recorder
-    )
+    install_request_log(app, state.settings, state.session_factory, SCIM_PREFIX, recorder=recorder)
     idp = ScimClient(app.test_client(), scim_token)
 
     statuses = [

@@ -54,8 +54,10 @@ class RequestRecorder:
         max_attempts: int = 3,
         prune_interval: float = 60.0,
         max_prune_batches: int = 100,
+        owns_engine: bool = False,
     ) -> None:
         self.engine = engine
+        self.owns_engine = owns_engine
         self.retention = retention
         self.flush_interval = flush_interval
         self.max_batch = max_batch
@@ -188,7 +190,7 @@ class RequestRecorder:
         return pruned
 
     def close(self) -> None:
-        """Stop the thread and write what is buffered."""
+        """Stop the thread, write what is buffered, release an engine of its own."""
         self._closed.set()
         self._wake.set()
         thread = self._thread
@@ -196,6 +198,8 @@ class RequestRecorder:
             thread.join(timeout=10)
         self._thread = None
         self.flush()
+        if self.owns_engine:
+            self.engine.dispose()
 
 
 @atexit.register

@@ -190,7 +190,7 @@ def create_app(
     # Request ids, the per-request JSON log line and metrics (docs/observability.md).
     observability.install(app, engine)
     # The provisioning log: every SCIM request, written in batches outside its transaction.
-    install_request_log(app, settings, engine, session_factory, SCIM_PREFIX)
+    install_request_log(app, settings, session_factory, SCIM_PREFIX)
     return app
 
 

@@ -25,11 +25,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, Response, g, request
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from connector.db.base import utcnow
-from connector.db.engine import read_only
+from connector.db.engine import make_engine, read_only
 from connector.settings import Settings
 from connector.tenancy.credentials import AuthenticatedCredential, find_credential_state
 from connector.trail.request_log import LoggedRequest
@@ -52,7 +51,6 @@ logger = logging.getLogger(__name__)
 def install_request_log(
     app: Flask,
     settings: Settings,
-    engine: Engine,
     session_factory: Callable[[], Session],
     scim_prefix: str,
     *,
@@ -60,12 +58,19 @@ def install_request_log(
 ) -> None:
     """Log every request under ``scim_prefix`` of ``app``, unless the log is turned off.
 
-    ``recorder`` defaults to one writing to ``engine`` with the configured retention.
+    ``recorder`` defaults to one with the configured retention, writing
+    through an engine of its own: its batches take no connection from the
+    requests' pool, and the requests' engine sees only the requests' statements.
+    ``session_factory`` (the requests') serves the lookup of a refused request's token.
     """
     if recorder is None:
         if not settings.request_log:
             return
-        recorder = RequestRecorder(engine, timedelta(days=settings.request_log_retention_days))
+        recorder = RequestRecorder(
+            make_engine(settings.database_url),
+            timedelta(days=settings.request_log_retention_days),
+            owns_engine=True,
+        )
     hook = _RequestLogHook(recorder, scim_prefix, session_factory)
     app.before_request(hook.start)
     app.after_request(hook.finish)
