@@ -83,11 +83,13 @@ def credential_id(engine: Engine, token: str) -> str:
     return str(row.id)
 
 
-def every_stored_value(engine: Engine) -> str:
+def every_stored_value(engine: Engine, org_id: int | None = None) -> str:
+    """Every value of the log's rows (of one organization, else of all), as one string."""
+    query = select(SCIM_REQUEST_LOG)
+    if org_id is not None:
+        query = query.where(SCIM_REQUEST_LOG.c.org_id == org_id)
     with engine.connect() as connection:
-        return json.dumps(
-            [list(row) for row in connection.execute(select(SCIM_REQUEST_LOG))], default=str
-        )
+        return json.dumps([list(row) for row in connection.execute(query)], default=str)
 
 
 # -- what is recorded -----------------------------------------------------------------
@@ -125,7 +127,7 @@ def test_an_okta_push_is_recorded_request_by_request_without_body_or_token(
         assert row.detail is None
         assert row.duration_ms > 0
         assert not row.failed
-    stored = every_stored_value(engine)
+    stored = every_stored_value(engine, org_id)
     assert SECRET_PASSWORD not in stored
     assert "Lovelace" not in stored
     assert scim_token not in stored
