@@ -7,7 +7,6 @@ read back through the same query the CLI and the console use.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -360,14 +359,6 @@ def cli_database_url(database_url: str, engine: Engine) -> str:
         if current_revision(connection) != head_revision():
             command.stamp(alembic_config(connection), "head")
     return database_url
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("HUB_SCIM_"):
-            monkeypatch.delenv(name)
-    return CliRunner()
 
 
 def org_name(engine: Engine, org_id: int) -> str:
