@@ -123,6 +123,12 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
 
+    # The provisioning log (connector.trail.request_log): every SCIM request an
+    # organization's IdP makes, kept this many days. ``HUB_SCIM_REQUEST_LOG=off``
+    # stops recording (the benchmark compares the two).
+    request_log: bool = True
+    request_log_retention_days: int = 30
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -197,6 +203,7 @@ def _validate(settings: Settings) -> None:
         "webhook_max_attempts": 1,
         "webhook_max_age_hours": 1,
         "metrics_port": 0,
+        "request_log_retention_days": 1,
     }
     for name, minimum in minimums.items():
         value = getattr(settings, name)
@@ -231,7 +238,16 @@ def _env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(field_name: str, field_type: Any, raw: str) -> Any:
+    if field_type is bool:
+        word = raw.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise SettingsError(f"{_env_name(field_name)} must be on or off, got {raw!r}")
     if field_type is int:
         try:
             return int(raw.strip())

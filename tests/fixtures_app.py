@@ -35,6 +35,7 @@ from connector.tenancy.credentials import Scope, create_credential
 from connector.tenancy.organizations import create_organization
 from connector.web.app import SCIM_PREFIX, hub_scim
 from connector.web.app import create_app as _create_app
+from connector.web.request_logging import request_recorder
 from tests.scenarios import AccessApi, Hub, Idp
 
 SCIM_CONTENT_TYPE = "application/scim+json"
@@ -126,6 +127,9 @@ def app_factory(database_url: str, engine: Engine) -> Iterator[Callable[..., Fla
 
     yield build
     for built in apps:
+        recorder = request_recorder(built)
+        if recorder is not None:
+            recorder.close()
         hub_scim(built).close()
 
 

@@ -26,6 +26,7 @@ from connector.cli.common import (
     handle_errors,
     redacted,
 )
+from connector.cli.request_log import LOG_COMMANDS
 from connector.db.engine import make_engine, make_session_factory
 from connector.db.migrations import upgrade_database
 from connector.settings import Settings, data_directory
@@ -340,6 +341,9 @@ def db_upgrade(database_url: str | None) -> None:
 # -- commands of other parts of Hub ------------------------------------------
 
 for _command in ACCESS_COMMANDS:
+    cli.add_command(_command)
+
+for _command in LOG_COMMANDS:
     cli.add_command(_command)
 
 

@@ -14,6 +14,7 @@ import connector.directory.tables
 import connector.tenancy.tables
 import connector.trail.audit
 import connector.trail.events
+import connector.trail.request_log
 from connector.db.base import Base
 
 TABLE_MODULES = (
@@ -21,6 +22,7 @@ TABLE_MODULES = (
     connector.directory.tables,
     connector.trail.audit,
     connector.trail.events,
+    connector.trail.request_log,
     connector.derived.tables,
 )
 

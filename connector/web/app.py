@@ -47,6 +47,7 @@ from connector.web.deadline import install_request_deadline, past_deadline_respo
 from connector.web.drain import install_body_drain
 from connector.web.probes import create_health_blueprint, database_ping
 from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
+from connector.web.request_logging import install_request_log
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
@@ -188,6 +189,8 @@ def create_app(
     app.register_blueprint(access_blueprint, url_prefix=ACCESS_API_PREFIX)
     # Request ids, the per-request JSON log line and metrics (docs/observability.md).
     observability.install(app, engine)
+    # The provisioning log: every SCIM request, written in batches outside its transaction.
+    install_request_log(app, settings, session_factory, SCIM_PREFIX)
     return app
 
 
