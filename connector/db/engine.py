@@ -106,7 +106,12 @@ def make_engine(
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it costs every request a round trip. A connection that the
+    # server dropped (a restart, a failover) fails its request as a 503 with
+    # Retry-After, and SQLAlchemy then invalidates the whole pool, so the
+    # retry, and every request after it, gets a fresh connection.
+    kwargs.setdefault("pool_recycle", 3600)
+    engine = create_engine(url, **kwargs)
     if statement_timeout_seconds is not None:
         milliseconds = max(1, round(statement_timeout_seconds * 1000))
 
