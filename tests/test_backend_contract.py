@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from connector.db.engine import make_session_factory
 from connector.directory.store import SqlBackend
-from connector.provisioning.cause import Cause
 from connector.provisioning.writes import ScimWrites
 from connector.tenancy.tables import Organization
+from connector.trail.cause import Cause
 from tests.backend_contract import BackendContract, Observed, OpenBackend
 from tests.fake_backend import FakeBackend, FakeStore
 

@@ -33,11 +33,11 @@ from connector.derived.facts import (
 from connector.derived.memo import forget, recall, remember
 from connector.derived.tables import AccessSnapshot
 from connector.directory.store import SqlBackend
-from connector.provisioning.cause import Cause
 from connector.provisioning.writes import ScimWrites
 from connector.tenancy.tables import Organization
 from connector.trail import audit
 from connector.trail.audit import AuditEntry, iter_entries
+from connector.trail.cause import Cause
 from connector.trail.events import Announcement, Event, EventDelivery, EventEndpoint, write_events
 from connector.trail.journal import Journal
 from scim.backend import MemberChanges, ResourceKind

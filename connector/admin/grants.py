@@ -23,8 +23,8 @@ from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
 from connector.directory.tables import GroupMember, ScimAttributeValue
 from connector.errors import InvalidInput
-from connector.provisioning.cause import Cause
 from connector.trail import audit
+from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 
 

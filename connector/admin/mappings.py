@@ -54,8 +54,8 @@ from connector.derived.recompute import (
 )
 from connector.derived.tables import GroupBinding, MappingDocument
 from connector.directory.tables import ScimAttributeValue, ScimResource
-from connector.provisioning.cause import Cause
 from connector.trail import audit
+from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 from scim.backend import ResourceKind
 

@@ -54,7 +54,7 @@ from connector.derived.facts import (
 )
 from connector.derived.locks import lock_seats
 from connector.derived.tables import ACCESS_SNAPSHOTS, OWNER_HOLDS, OWNER_SEATS
-from connector.provisioning.cause import Cause
+from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 
 ACCESS_CHANGED = "access.changed"

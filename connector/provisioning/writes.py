@@ -50,7 +50,7 @@ from connector.derived.recompute import recompute
 from connector.derived.tables import GROUP_BINDINGS
 from connector.directory.members import check_member_ids, check_member_values, unknown_members
 from connector.directory.store import DirectoryStore
-from connector.provisioning.cause import Cause
+from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 

@@ -46,9 +46,9 @@ from sqlalchemy.orm import Session
 from connector.db.base import UTCDateTime, utcnow
 from connector.derived.tables import AccessSnapshot
 from connector.metrics import count_journal
-from connector.provisioning.cause import Cause
 from connector.trail import audit
 from connector.trail.audit import AuditEntry
+from connector.trail.cause import Cause
 from connector.trail.events import (
     Announcement,
     Event,

@@ -35,12 +35,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
 from connector.db.statistics import StatisticsKeeper
-from connector.provisioning.cause import Cause
 from connector.provisioning.writes import ScimWrites
 from connector.settings import Settings, load_settings
 from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
 from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
+from connector.trail.cause import Cause
 from connector.web import observability
 from connector.web.access_api import ACCESS_API_PREFIX, create_access_blueprint
 from connector.web.deadline import install_request_deadline, past_deadline_response
