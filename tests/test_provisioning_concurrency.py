@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from connector.web.app import create_app, hub_scim
 from tests.fixtures_app import ScimClient
-from tests.test_provisioning_support import OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp
+from tests.scenarios import OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp
 
 WORKERS = 4
 

@@ -42,7 +42,7 @@ from connector.trail.events import Announcement, Event, EventDelivery, EventEndp
 from connector.trail.journal import Journal
 from scim.backend import MemberChanges, ResourceKind
 from tests.fixtures_app import ScimClient
-from tests.test_provisioning_support import GROUP_SCHEMA, USER_SCHEMA, Idp
+from tests.scenarios import GROUP_SCHEMA, USER_SCHEMA, Idp
 
 SERVICE_DESK = """\
 [[rules]]
