@@ -177,6 +177,14 @@ def _without_meta(document: Document) -> Document:
 _MAX_VERSION = 2**31 - 1  # the version column is an INTEGER
 
 
+def _membership_sides(kind: ResourceKind) -> tuple[ColumnElement[str], ColumnElement[str]]:
+    """The ``group_members`` column naming a resource of ``kind``, and the one naming the other."""
+    member = _MEMBERS.c
+    if kind is ResourceKind.USER:
+        return member.user_id, member.group_id
+    return member.group_id, member.user_id
+
+
 def _version(expected: str | None) -> int | None:
     """The version number an ``If-Match``-style value names, if it names exactly one."""
     match = _ETAG.fullmatch(expected) if expected is not None else None
@@ -439,12 +447,7 @@ class DirectoryStore:
         row = self._row(kind, resource_id, for_delete=True)
         self._check_version(row.version, expected_version)
         before = self._document(kind, row)
-        member = _MEMBERS.c
-        own, other = (
-            (member.user_id, member.group_id)
-            if kind is ResourceKind.USER
-            else (member.group_id, member.user_id)
-        )
+        own, other = _membership_sides(kind)
         related = frozenset(
             self.session.scalars(delete(_MEMBERS).where(own == resource_id).returning(other))
         )
@@ -469,12 +472,7 @@ class DirectoryStore:
         """
         if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
             raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
-        member = _MEMBERS.c
-        own, other = (
-            (member.user_id, member.group_id)
-            if kind is ResourceKind.USER
-            else (member.group_id, member.user_id)
-        )
+        own, other = _membership_sides(kind)
         conditions = [
             _RESOURCES.c.id == resource_id,
             _RESOURCES.c.org_id == self.org_id,
