@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from connector.web.proxies import parse_networks
+from scim.settings import LIMITS as SCIM_LIMITS
+from scim.settings import ScimSettings
 
 ENV_PREFIX = "HUB_SCIM_"
 
@@ -31,7 +33,9 @@ REQUEST_LINE_LIMIT = 8190
 
 MAX_QUERY_STRING_BYTES = REQUEST_LINE_LIMIT - 1022
 """The query-string limit may not go above this, so that the server never refuses first."""
-MIB = 1024 * 1024
+
+REALM = "hub-scim"
+"""The realm every bearer-token challenge names (RFC 6750 section 3)."""
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,11 @@ def data_directory(environ: Mapping[str, str] | None = None) -> Path:
     return Path(data_home) / "hub-scim"
 
 
+def default_scim_settings() -> ScimSettings:
+    """The SCIM layer's defaults, its 401s naming this service's realm (RFC 6750 section 3)."""
+    return ScimSettings(www_authenticate=f'Bearer realm="{REALM}"')
+
+
 def default_database_url(environ: Mapping[str, str] | None = None) -> str:
     """A SQLite file in the user's data directory, so data survives a restart wherever started.
 
@@ -60,7 +69,9 @@ class Settings:
     """Everything the app, the command line and the server are configured by.
 
     Each field ``name`` is read from the environment variable
-    ``HUB_SCIM_<NAME>`` (for example ``HUB_SCIM_DATABASE_URL``).
+    ``HUB_SCIM_<NAME>`` (for example ``HUB_SCIM_DATABASE_URL``), and so is each
+    of the SCIM layer's limits (:data:`scim.settings.LIMITS`), kept in
+    :attr:`scim`: ``HUB_SCIM_MAX_PAGE_SIZE`` sets ``scim.max_page_size``.
     """
 
     # Storage. Empty means default_database_url(), resolved by load_settings.
@@ -73,19 +84,9 @@ class Settings:
     trusted_proxy_count: int = 0
     trusted_proxies: str = "127.0.0.1,::1"
 
-    # SCIM limits (RFC 7644 sections 3.4.2.4, 3.7 and 5).
-    max_payload_bytes: int = 1 * MIB
-    bulk_max_payload_bytes: int = 1 * MIB
-    bulk_max_operations: int = 1000
-    max_page_size: int = 1000
-    default_page_size: int = 100
-    max_filter_length: int = 4096
-    max_filter_comparisons: int = 100
-    max_query_string_bytes: int = 7168
-    max_patch_operations: int = 10_000
-    max_patch_work: int = 2000
-    max_multi_valued: int = 100
-    max_value_path_comparisons: int = 20
+    # The SCIM layer's limits and advertised capabilities (RFC 7644 sections
+    # 3.4.2.4, 3.7 and 5).
+    scim: ScimSettings = field(default_factory=default_scim_settings)
 
     # Credentials. A SCIM token lives until revoked unless a TTL is set (0 =
     # no expiry): IdPs hold one token for years and break when it expires.
@@ -178,19 +179,8 @@ def _validate(settings: Settings) -> None:
         parse_networks(settings.trusted_proxies)
     except ValueError as error:
         raise SettingsError(f"{_env_name('trusted_proxies')}: {error}") from None
+    _check_scim_limits({name: getattr(settings.scim, name) for name in SCIM_LIMITS})
     minimums = {
-        "max_payload_bytes": 1024,
-        "bulk_max_payload_bytes": 1024,
-        "bulk_max_operations": 1,
-        "max_page_size": 1,
-        "default_page_size": 1,
-        "max_filter_length": 16,
-        "max_filter_comparisons": 1,
-        "max_query_string_bytes": 256,
-        "max_patch_operations": 1,
-        "max_patch_work": 1,
-        "max_multi_valued": 1,
-        "max_value_path_comparisons": 1,
         "scim_token_ttl_seconds": 0,
         "oauth_token_ttl_seconds": 60,
         "rate_limit_per_minute": 0,
@@ -209,17 +199,6 @@ def _validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if value < minimum:
             raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {value}")
-    if settings.max_query_string_bytes > MAX_QUERY_STRING_BYTES:
-        raise SettingsError(
-            f"{_env_name('max_query_string_bytes')} must be at most {MAX_QUERY_STRING_BYTES} "
-            f"(the server's request line holds {REQUEST_LINE_LIMIT} bytes), "
-            f"got {settings.max_query_string_bytes}"
-        )
-    if settings.default_page_size > settings.max_page_size:
-        raise SettingsError(
-            f"{_env_name('default_page_size')} ({settings.default_page_size}) must not exceed "
-            f"{_env_name('max_page_size')} ({settings.max_page_size})"
-        )
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"{_env_name('port')} must be between 1 and 65535, got {settings.port}")
     if settings.metrics_port > 65535:
@@ -232,6 +211,69 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"{_env_name('webhook_allowed_networks')}: {error}") from None
     if settings.log_level.upper() not in logging.getLevelNamesMapping():
         raise SettingsError(f"{_env_name('log_level')} is not a log level: {settings.log_level!r}")
+
+
+_SCIM_MINIMUMS = {
+    "max_payload_bytes": 1024,
+    "bulk_max_payload_bytes": 1024,
+    "max_filter_length": 16,
+    "max_query_string_bytes": 256,
+}
+"""Floors above the SCIM layer's own (1) that keep a misconfigured service usable."""
+
+
+def _check_scim_limits(limits: Mapping[str, int]) -> None:
+    """Check the SCIM limits with messages naming their variables, before the SCIM layer does."""
+    for name in SCIM_LIMITS:
+        minimum = _SCIM_MINIMUMS.get(name, 1)
+        if limits[name] < minimum:
+            raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {limits[name]}")
+    if limits["max_query_string_bytes"] > MAX_QUERY_STRING_BYTES:
+        raise SettingsError(
+            f"{_env_name('max_query_string_bytes')} must be at most {MAX_QUERY_STRING_BYTES} "
+            f"(the server's request line holds {REQUEST_LINE_LIMIT} bytes), "
+            f"got {limits['max_query_string_bytes']}"
+        )
+    if limits["default_page_size"] > limits["max_page_size"]:
+        raise SettingsError(
+            f"{_env_name('default_page_size')} ({limits['default_page_size']}) must not exceed "
+            f"{_env_name('max_page_size')} ({limits['max_page_size']})"
+        )
+
+
+def _with_scim_limits(scim: ScimSettings, changes: Mapping[str, Any]) -> ScimSettings:
+    """``scim`` with some of its limits changed, checked first (:func:`_check_scim_limits`)."""
+    if not changes:
+        return scim
+    _check_scim_limits({name: changes.get(name, getattr(scim, name)) for name in SCIM_LIMITS})
+    return dataclasses.replace(scim, **changes)
+
+
+def _settable() -> dict[str, Any]:
+    """Each name a variable or an override may set, with its type."""
+    hints = get_type_hints(Settings)
+    scim_hints = get_type_hints(ScimSettings)
+    return {
+        **{item.name: hints[item.name] for item in dataclasses.fields(Settings)},
+        **{name: scim_hints[name] for name in SCIM_LIMITS},
+    }
+
+
+def _split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Settings values, apart from SCIM limits (given by name, as their variables are)."""
+    unknown = set(values) - set(_settable())
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    scim_limits = {name: value for name, value in values.items() if name in SCIM_LIMITS}
+    others = {name: value for name, value in values.items() if name not in SCIM_LIMITS}
+    return others, scim_limits
+
+
+def replace_settings(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with ``overrides``, a SCIM limit given by its name (``max_page_size=5``)."""
+    others, scim_limits = _split(overrides)
+    scim = _with_scim_limits(others.pop("scim", settings.scim), scim_limits)
+    return dataclasses.replace(settings, scim=scim, **others)
 
 
 def _env_name(field_name: str) -> str:
@@ -267,18 +309,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     leaves the environment's value in place. Unknown override names are an error.
     """
     env = os.environ if environ is None else environ
-    hints = get_type_hints(Settings)
-    names = {field.name for field in dataclasses.fields(Settings)}
-    unknown = set(overrides) - names
-    if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    _split(overrides)
+    settable = _settable()
+    from_environment = {name: kind for name, kind in settable.items() if name != "scim"}
 
     values: dict[str, Any] = {}
-    for name in names:
+    for name, kind in from_environment.items():
         raw = env.get(_env_name(name))
         if raw is not None:
-            values[name] = _parse(name, hints[name], raw)
-    for key in sorted(set(env) - {_env_name(name) for name in names}):
+            values[name] = _parse(name, kind, raw)
+    for key in sorted(set(env) - {_env_name(name) for name in from_environment}):
         if key.startswith(ENV_PREFIX):
             logger.warning("ignoring unknown setting %s", key)
     values.update({name: value for name, value in overrides.items() if value is not None})
@@ -286,7 +326,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         values["database_url"] = default_database_url(env)
     if values.get("public_base_url"):
         values["public_base_url"] = values["public_base_url"].rstrip("/")
-    return Settings(**values)
+    others, scim_limits = _split(values)
+    scim = _with_scim_limits(others.pop("scim", default_scim_settings()), scim_limits)
+    return Settings(scim=scim, **others)
 
 
 def sqlite_file(database_url: str) -> Path | None:

@@ -30,6 +30,24 @@ def default_authentication_schemes() -> tuple[AuthenticationScheme, ...]:
     )
 
 
+LIMITS: tuple[str, ...] = (
+    "max_payload_bytes",
+    "bulk_max_operations",
+    "bulk_max_payload_bytes",
+    "default_page_size",
+    "max_page_size",
+    "max_filter_length",
+    "max_filter_comparisons",
+    "max_query_string_bytes",
+    "max_patch_operations",
+    "max_patch_work",
+    "max_multi_valued",
+    "max_value_path_comparisons",
+)
+"""The fields of :class:`ScimSettings` that bound a request's size or work: positive integers
+an application may let its operators configure."""
+
+
 @dataclass(frozen=True)
 class ScimSettings:
     """Limits and advertised capabilities of one SCIM service provider."""
@@ -90,20 +108,7 @@ class ScimSettings:
     """Times a read-modify-write PATCH is retried when a concurrent writer got there first."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_payload_bytes",
-            "bulk_max_operations",
-            "bulk_max_payload_bytes",
-            "default_page_size",
-            "max_page_size",
-            "max_filter_length",
-            "max_filter_comparisons",
-            "max_query_string_bytes",
-            "max_patch_operations",
-            "max_patch_work",
-            "max_multi_valued",
-            "max_value_path_comparisons",
-        ):
+        for name in LIMITS:
             if getattr(self, name) < 1:
                 raise ValueError(f"ScimSettings.{name} must be a positive integer")
         if self.default_page_size > self.max_page_size:

@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from connector.db.engine import make_engine
 from connector.settings import load_settings
 from connector.tenancy.ratelimit import RateLimiter
-from connector.web.app import EXTENSION, create_app, hub_scim, request_session, scim_settings
+from connector.web.app import EXTENSION, create_app, hub_scim, request_session
 from connector.web.server import HubScimServer, gunicorn_options
 from tests.fixtures_app import ScimClient
 
@@ -58,7 +58,7 @@ def test_the_factory_keeps_its_state_in_app_extensions(app: Flask) -> None:
     state = hub_scim(app)
 
     assert app.extensions[EXTENSION] is state
-    assert app.config["MAX_CONTENT_LENGTH"] == state.settings.max_payload_bytes
+    assert app.config["MAX_CONTENT_LENGTH"] == state.settings.scim.max_payload_bytes
     assert not state.owns_engine
 
 
@@ -74,7 +74,7 @@ def test_each_request_gets_one_session_closed_at_teardown(app: Flask) -> None:
 def test_overrides_reach_the_scim_layer(app_factory: Callable[..., Flask]) -> None:
     app = app_factory(max_page_size=50, default_page_size=10, bulk_max_operations=7)
 
-    limits = scim_settings(hub_scim(app).settings)
+    limits = hub_scim(app).settings.scim
 
     assert (limits.max_page_size, limits.default_page_size) == (50, 10)
     assert limits.bulk_max_operations == 7

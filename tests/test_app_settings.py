@@ -7,13 +7,14 @@ import dataclasses
 import pytest
 
 from connector.settings import (
-    MIB,
     Settings,
     SettingsError,
     default_database_url,
     load_settings,
+    replace_settings,
     sqlite_file,
 )
+from scim.settings import MIB
 
 
 def test_defaults_serve_sqlite_in_the_users_data_directory_on_localhost() -> None:
@@ -22,7 +23,7 @@ def test_defaults_serve_sqlite_in_the_users_data_directory_on_localhost() -> Non
     assert settings.database_url == "sqlite:////srv/data/hub-scim/hub-scim.db"
     assert settings.is_sqlite
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.max_payload_bytes == MIB
+    assert settings.scim.max_payload_bytes == MIB
     assert settings.public_base_url is None
     assert settings.scim_token_ttl_seconds == 0
 
@@ -49,7 +50,17 @@ def test_environment_variables_override_defaults() -> None:
     assert not settings.is_sqlite
     assert settings.port == 9000
     assert settings.public_base_url == "https://scim.example.com"
-    assert settings.max_payload_bytes == 2 * MIB
+    assert settings.scim.max_payload_bytes == 2 * MIB
+
+
+def test_the_scim_limits_are_the_scim_layers_settings_naming_this_realm() -> None:
+    settings = load_settings({"HUB_SCIM_MAX_PAGE_SIZE": "500"}, bulk_max_operations=7)
+
+    assert settings.scim.max_page_size == 500
+    assert settings.scim.bulk_max_operations == 7
+    assert settings.scim.default_page_size == 100
+    assert settings.scim.www_authenticate == 'Bearer realm="hub-scim"'
+    assert replace_settings(settings, max_page_size=600).scim.max_page_size == 600
 
 
 def test_explicit_overrides_beat_the_environment_and_none_means_not_given() -> None:
@@ -75,6 +86,13 @@ def test_an_empty_optional_variable_means_unset() -> None:
         ({"HUB_SCIM_DATABASE_URL": "not a url"}, "HUB_SCIM_DATABASE_URL is not a database URL"),
         ({"HUB_SCIM_PUBLIC_BASE_URL": "scim.example.com"}, "must start with http"),
         ({"HUB_SCIM_LOG_LEVEL": "chatty"}, "HUB_SCIM_LOG_LEVEL is not a log level"),
+        ({"HUB_SCIM_MAX_PAGE_SIZE": "many"}, "HUB_SCIM_MAX_PAGE_SIZE must be an integer"),
+        ({"HUB_SCIM_MAX_PAGE_SIZE": "0"}, "HUB_SCIM_MAX_PAGE_SIZE must be at least 1"),
+        ({"HUB_SCIM_MAX_PAYLOAD_BYTES": "100"}, "HUB_SCIM_MAX_PAYLOAD_BYTES must be at least 1024"),
+        (
+            {"HUB_SCIM_MAX_QUERY_STRING_BYTES": "8190"},
+            "HUB_SCIM_MAX_QUERY_STRING_BYTES must be at most",
+        ),
         (
             {"HUB_SCIM_DEFAULT_PAGE_SIZE": "500", "HUB_SCIM_MAX_PAGE_SIZE": "100"},
             "HUB_SCIM_DEFAULT_PAGE_SIZE (500) must not exceed",
@@ -105,7 +123,9 @@ def test_settings_are_frozen_and_checked_on_every_construction() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.port = 1  # type: ignore[misc]
     with pytest.raises(SettingsError):
-        dataclasses.replace(settings, max_page_size=0)
+        dataclasses.replace(settings, port=0)
+    with pytest.raises(SettingsError, match="HUB_SCIM_MAX_PAGE_SIZE must be at least 1"):
+        replace_settings(settings, max_page_size=0)
     with pytest.raises(SettingsError, match="must not be empty"):
         Settings()
 

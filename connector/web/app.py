@@ -14,7 +14,6 @@ success.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
 from connector.db.statistics import StatisticsKeeper
 from connector.provisioning.writes import ScimWrites
-from connector.settings import Settings, load_settings
+from connector.settings import REALM, Settings, load_settings, replace_settings
 from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
 from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
@@ -52,11 +51,9 @@ from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
 from scim.limits import Deadline, DeadlineExceededException
-from scim.settings import ScimSettings
 
 EXTENSION = "hub_scim"
 SCIM_PREFIX = "/scim/v2"
-REALM = "hub-scim"
 
 logger = logging.getLogger(__name__)
 
@@ -145,14 +142,14 @@ def create_app(
     if settings is None:
         settings = load_settings(**overrides)
     elif overrides:
-        settings = dataclasses.replace(settings, **overrides)
+        settings = replace_settings(settings, **overrides)
     logging.getLogger("connector").setLevel(settings.log_level.upper())
 
     app = Flask(__name__)
     # Werkzeug answers 413 before reading a larger body; the SCIM layer then
     # holds each route to its own, possibly smaller, limit.
     app.config["MAX_CONTENT_LENGTH"] = max(
-        settings.max_payload_bytes, settings.bulk_max_payload_bytes
+        settings.scim.max_payload_bytes, settings.scim.bulk_max_payload_bytes
     )
     _install_proxy_handling(app, settings)
 
@@ -194,25 +191,6 @@ def create_app(
     return app
 
 
-def scim_settings(settings: Settings) -> ScimSettings:
-    """The SCIM layer's limits, as configured (RFC 7644 section 5 advertises them)."""
-    return ScimSettings(
-        max_payload_bytes=settings.max_payload_bytes,
-        bulk_max_operations=settings.bulk_max_operations,
-        bulk_max_payload_bytes=settings.bulk_max_payload_bytes,
-        default_page_size=settings.default_page_size,
-        max_page_size=settings.max_page_size,
-        max_filter_length=settings.max_filter_length,
-        max_filter_comparisons=settings.max_filter_comparisons,
-        max_query_string_bytes=settings.max_query_string_bytes,
-        max_patch_operations=settings.max_patch_operations,
-        max_patch_work=settings.max_patch_work,
-        max_multi_valued=settings.max_multi_valued,
-        max_value_path_comparisons=settings.max_value_path_comparisons,
-        www_authenticate=f'Bearer realm="{REALM}"',
-    )
-
-
 def _request_backend() -> Backend:
     """This request's organization, through Hub's write path (:mod:`connector.provisioning`).
 
@@ -229,7 +207,7 @@ def _request_backend() -> Backend:
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
-    blueprint = create_blueprint(_request_backend, scim_settings(settings))
+    blueprint = create_blueprint(_request_backend, settings.scim)
     blueprint.after_request(_count_committed_write)
     # On the blueprint, so that it wins over the SCIM layer's catch-all 500.
     blueprint.register_error_handler(OperationalError, _database_busy)
@@ -237,7 +215,7 @@ def _mount_scim(app: Flask, settings: Settings) -> None:
     # nothing is parsed for a caller without a credential.
     blueprint.before_request_funcs.setdefault(None, []).insert(0, _authenticate_scim_request)
     app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
-    register_scim_error_handlers(app, SCIM_PREFIX, f'Bearer realm="{REALM}"')
+    register_scim_error_handlers(app, SCIM_PREFIX, settings.scim.www_authenticate)
     app.register_error_handler(OperationalError, _database_busy)
 
 
