@@ -91,3 +91,9 @@ MEMBERSHIP_ATTRIBUTE: dict[ResourceKind, str] = {
     ResourceKind.GROUP: "members",
 }
 """The attribute holding a resource's memberships, which may be costly to load."""
+
+NAME_ATTRIBUTE: dict[ResourceKind, str] = {
+    ResourceKind.USER: "userName",
+    ResourceKind.GROUP: "displayName",
+}
+"""The attribute naming a resource, unique among its kind (RFC 7643 sections 4.1.1 and 4.2)."""

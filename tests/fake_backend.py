@@ -32,11 +32,10 @@ from werkzeug.test import TestResponse
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.blueprint import create_blueprint
 from scim.errors import register_scim_error_handlers
-from scim.resources import GROUP_SCHEMA, MODELS, USER_SCHEMA
+from scim.resources import GROUP_SCHEMA, MODELS, NAME_ATTRIBUTE, USER_SCHEMA
 from scim.settings import ScimSettings
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-UNIQUE_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 
 
 @dataclass
@@ -207,7 +206,7 @@ class FakeBackend:
         return record
 
     def _check_unique(self, kind: ResourceKind, document: Document, own_id: str | None) -> None:
-        attribute = UNIQUE_ATTRIBUTE[kind]
+        attribute = NAME_ATTRIBUTE[kind]
         value = str(document.get(attribute, "")).lower()
         for record in self.working[kind].values():
             if record.id != own_id and str(record.document.get(attribute, "")).lower() == value:

@@ -73,6 +73,7 @@ from connector.directory.indexing import KEY_LENGTH, parse_datetime, storable
 from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import AttributeInfo, ScimType, resolve_attribute, resolve_sub_attribute
 from scim.backend import ResourceKind, SortKey
+from scim.resources import MEMBERSHIP_ATTRIBUTE, NAME_ATTRIBUTE
 
 _STRING_TYPES = frozenset({ScimType.string, ScimType.reference, ScimType.binary})
 
@@ -110,8 +111,7 @@ _COLUMN_OPERANDS: dict[str, Operand] = {
     "meta.created": Operand(time=RESOURCES.c.created_at),
     "meta.lastmodified": Operand(time=RESOURCES.c.modified_at),
 }
-_NAME_PATHS = {ResourceKind.USER: "username", ResourceKind.GROUP: "displayname"}
-_MEMBERSHIP = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
+_NAME_PATHS = {kind: name.lower() for kind, name in NAME_ATTRIBUTE.items()}
 
 
 def locate(kind: ResourceKind, info: AttributeInfo) -> Place:
@@ -121,7 +121,7 @@ def locate(kind: ResourceKind, info: AttributeInfo) -> Place:
         return Place.COLUMN
     if kind is ResourceKind.USER and path == "active":
         return Place.COLUMN
-    if path.split(".", 1)[0] == _MEMBERSHIP[kind]:
+    if path.split(".", 1)[0] == MEMBERSHIP_ATTRIBUTE[kind]:
         return Place.MEMBERSHIP
     if path.startswith("meta") or path == "password":
         return Place.NOWHERE

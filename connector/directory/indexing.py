@@ -19,6 +19,7 @@ from scim2_models import InvalidValueException, Mutability, Resource, Returned
 
 from scim.attributes import LeafValue, ScimType, iter_leaf_values
 from scim.backend import Document, ResourceKind
+from scim.resources import MEMBERSHIP_ATTRIBUTE, NAME_ATTRIBUTE
 
 KEY_LENGTH = 512
 """Length of ``name_key``, ``external_id`` and ``value_key`` (tables.py)."""
@@ -32,14 +33,6 @@ DIRECT_PATHS: dict[ResourceKind, frozenset[str]] = {
     ResourceKind.GROUP: frozenset({"id", "displayname", "externalid"}),
 }
 """Attributes kept in columns of ``scim_resources`` rather than in the value index."""
-
-COMPUTED_PATHS: dict[ResourceKind, str] = {
-    ResourceKind.USER: "groups",
-    ResourceKind.GROUP: "members",
-}
-"""The membership attribute of each kind, served from ``group_members`` (RFC 7643 section 4)."""
-
-_NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,7 @@ def stored_document(kind: ResourceKind, document: Mapping[str, Any]) -> Document
     never returned (RFC 7643 section 4.1.1): Hub does not authenticate users
     with it, so it is not kept at all.
     """
-    dropped = {"id", "meta", COMPUTED_PATHS[kind].lower()}
+    dropped = {"id", "meta", MEMBERSHIP_ATTRIBUTE[kind].lower()}
     if kind is ResourceKind.USER:
         dropped.add("password")
     return {key: value for key, value in document.items() if key.lower() not in dropped}
@@ -98,7 +91,7 @@ def resource_columns(
     The unique key is the name's comparison key, ``name_key(name)``: lower-cased
     and NFC-normalized, as filters compare it (RFC 7643 sections 4.1.1 and 4.2).
     """
-    attribute = _NAME_ATTRIBUTE[kind]
+    attribute = NAME_ATTRIBUTE[kind]
     name = _get(document, attribute)
     if not isinstance(name, str) or not name:
         raise InvalidValueException(detail=f"'{attribute}' is required and must be a string")
@@ -142,7 +135,8 @@ def value_rows(
     ("non-empty or non-null") skips them.
     """
     skipped = DIRECT_PATHS[kind]
-    computed = COMPUTED_PATHS[kind]
+    # The membership attribute is served from ``group_members`` (RFC 7643 section 4).
+    computed = MEMBERSHIP_ATTRIBUTE[kind]
     rows = []
     for leaf in iter_leaf_values(model, document):
         if leaf.path in skipped or leaf.path.split(".", 1)[0] in (computed, "meta"):

@@ -85,7 +85,7 @@ from connector.directory.members import apply_member_changes, check_member_ids
 from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import resolve_attribute
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
-from scim.resources import MODELS
+from scim.resources import MEMBERSHIP_ATTRIBUTE, MODELS, NAME_ATTRIBUTE
 
 DEFAULT_MODELS: dict[ResourceKind, type[Resource[Any]]] = dict(MODELS)
 """The resource models the store indexes documents and resolves filters against:
@@ -96,8 +96,6 @@ ResourceRow = Row[*tuple[Any, ...]]
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 _MAX_VERSION = 2**31 - 1
-_MEMBERSHIP_KEY = {ResourceKind.USER: "groups", ResourceKind.GROUP: "members"}
-_NAME_ATTRIBUTE = {ResourceKind.USER: "userName", ResourceKind.GROUP: "displayName"}
 _UNIQUE_CONSTRAINT = "uq_scim_resources_name"
 
 _RESOURCES = RESOURCES
@@ -536,7 +534,7 @@ class DirectoryStore:
         if not isinstance(document, dict):
             raise InvalidValueException(detail="the resource must be a JSON object")
         check_storable(document)
-        name_info = resolve_attribute(self.models[kind], _NAME_ATTRIBUTE[kind])
+        name_info = resolve_attribute(self.models[kind], NAME_ATTRIBUTE[kind])
         assert name_info is not None
         columns = resource_columns(kind, document, name_info.comparison_key)
         return columns, stored_document(kind, document)
@@ -578,7 +576,7 @@ class DirectoryStore:
 
     def _taken(self, kind: ResourceKind, columns: ResourceColumns) -> UniquenessException:
         return UniquenessException(
-            detail=f"{_NAME_ATTRIBUTE[kind]} {columns.name!r} is already taken"
+            detail=f"{NAME_ATTRIBUTE[kind]} {columns.name!r} is already taken"
         )
 
     def _insert_values(self, rows: builtins.list[dict[str, Any]]) -> None:
@@ -658,7 +656,7 @@ class DirectoryStore:
                 (owner, {"value": user_id, "display": shown, "type": "User"})
                 for owner, user_id, shown in self.session.execute(query)
             )
-        key = _MEMBERSHIP_KEY[kind]
+        key = MEMBERSHIP_ATTRIBUTE[kind]
         for owner, entry in entries:
             by_id[owner].setdefault(key, []).append(entry)
 
