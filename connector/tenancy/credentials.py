@@ -24,12 +24,12 @@ from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from connector.db.base import utcnow
 from connector.errors import NotFound
-from connector.tenancy.tables import Credential
+from connector.tenancy.tables import CREDENTIALS, Credential
 
 TOKEN_PREFIX = "hubscim_"  # noqa: S105 - a public marker, not a secret
 # secrets.token_urlsafe(32) is 256 bits of entropy (RFC 6750 section 5.2 wants
@@ -173,18 +173,16 @@ def authenticate(session: Session, token: str, scope: Scope | str) -> int | None
     return credential.org_id
 
 
-_CREDENTIALS = cast(Table, Credential.__table__)
-
 # Built once and executed as plain Core (table columns, not ORM attributes):
 # every request runs it, and a Core statement skips the ORM's per-execution
 # compile step, which costs about as much as the query itself.
 _CREDENTIAL_BY_HASH = select(
-    _CREDENTIALS.c.id,
-    _CREDENTIALS.c.org_id,
-    _CREDENTIALS.c.scope,
-    _CREDENTIALS.c.expires_at,
-    _CREDENTIALS.c.revoked_at,
-).where(_CREDENTIALS.c.token_hash == bindparam("token_hash"))
+    CREDENTIALS.c.id,
+    CREDENTIALS.c.org_id,
+    CREDENTIALS.c.scope,
+    CREDENTIALS.c.expires_at,
+    CREDENTIALS.c.revoked_at,
+).where(CREDENTIALS.c.token_hash == bindparam("token_hash"))
 
 
 def find_credential_state(session: Session, token: str) -> Row[Any] | None:

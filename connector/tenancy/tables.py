@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from connector.db.base import Base, UTCDateTime, utcnow
+from connector.db.base import Base, UTCDateTime, table_of, utcnow
 
 
 class Organization(Base):
@@ -39,3 +39,7 @@ class Credential(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+ORGANIZATIONS = table_of(Organization)
+CREDENTIALS = table_of(Credential)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from connector.db.base import Base, UTCDateTime, utcnow
+from connector.db.base import Base, UTCDateTime, table_of, utcnow
 
 
 class AuditEntry(Base):
@@ -32,6 +32,9 @@ class AuditEntry(Base):
     before: Mapped[Any] = mapped_column(JSON, nullable=True)
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+AUDIT_LOG = table_of(AuditEntry)
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,8 @@ class Entry:
     reason: str = ""
 
 
-_AUDIT_LOG = cast(Table, AuditEntry.__table__)
 # Core, built once: appending needs neither the unit of work nor the new ids back.
-_APPEND = insert(_AUDIT_LOG)
+_APPEND = insert(AUDIT_LOG)
 
 
 def record(

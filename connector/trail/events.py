@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +33,6 @@ from sqlalchemy import (
     Insert,
     Integer,
     String,
-    Table,
     Text,
     bindparam,
     insert,
@@ -45,7 +44,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db import dialect as sql
-from connector.db.base import Base, UTCDateTime, utcnow
+from connector.db.base import Base, UTCDateTime, table_of, utcnow
 
 SIGNATURE_HEADER = "Hub-Signature"
 EVENT_ID_HEADER = "Hub-Event-Id"
@@ -130,6 +129,12 @@ class EventDelivery(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
 
 
+EVENT_ENDPOINTS = table_of(EventEndpoint)
+EVENTS = table_of(Event)
+EVENT_COUNTERS = table_of(EventCounter)
+EVENT_DELIVERIES = table_of(EventDelivery)
+
+
 @dataclass(frozen=True)
 class Announcement:
     """One event for products: its type, subject (a user id, a product) and payload."""
@@ -139,11 +144,7 @@ class Announcement:
     payload: dict[str, Any]
 
 
-_EVENTS = cast(Table, Event.__table__)
-_DELIVERIES = cast(Table, EventDelivery.__table__)
-_ENDPOINTS = cast(Table, EventEndpoint.__table__)
-_COUNTERS = cast(Table, EventCounter.__table__)
-_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_EVENTS = insert(EVENTS)
 
 
 def dialect_insert(dialect: str) -> Any:
@@ -157,13 +158,13 @@ def bump_counter(dialect: str, org_id: Any, count: Any) -> Any:
     ``org_id`` and ``count`` are SQL expressions (bound parameters); nothing
     is written when ``count`` is 0.
     """
-    statement = dialect_insert(dialect)(_COUNTERS).from_select(
+    statement = dialect_insert(dialect)(EVENT_COUNTERS).from_select(
         ["org_id", "last_sequence"], select(org_id, count).where(count > 0)
     )
     return statement.on_conflict_do_update(
-        index_elements=[_COUNTERS.c.org_id],
-        set_={"last_sequence": _COUNTERS.c.last_sequence + statement.excluded.last_sequence},
-    ).returning(_COUNTERS.c.last_sequence)
+        index_elements=[EVENT_COUNTERS.c.org_id],
+        set_={"last_sequence": EVENT_COUNTERS.c.last_sequence + statement.excluded.last_sequence},
+    ).returning(EVENT_COUNTERS.c.last_sequence)
 
 
 @functools.cache
@@ -183,8 +184,8 @@ def next_sequences(session: Session, org_id: int, count: int) -> range:
 @functools.cache
 def _insert_deliveries(dialect: str) -> Insert:
     """A pending delivery of each new event (by ``uids``) to each endpoint of ``org_id``."""
-    event, endpoint = _EVENTS.c, _ENDPOINTS.c
-    return insert(_DELIVERIES).from_select(
+    event, endpoint = EVENTS.c, EVENT_ENDPOINTS.c
+    return insert(EVENT_DELIVERIES).from_select(
         ["event_id", "endpoint_id", "attempts", "next_attempt_at", "last_error"],
         select(
             event.id,
@@ -193,7 +194,7 @@ def _insert_deliveries(dialect: str) -> Insert:
             bindparam("now", type_=UTCDateTime()),
             literal(""),
         )
-        .select_from(_ENDPOINTS.join(_EVENTS, event.org_id == endpoint.org_id))
+        .select_from(EVENT_ENDPOINTS.join(EVENTS, event.org_id == endpoint.org_id))
         .where(
             endpoint.org_id == bindparam("org_id"), sql.in_bound_ids(dialect, event.uid, "uids")
         ),

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Insert,
     Integer,
     String,
-    Table,
     Text,
     bindparam,
     column,
@@ -44,32 +43,26 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from connector.db.base import UTCDateTime, utcnow
-from connector.derived.tables import AccessSnapshot
+from connector.derived.tables import ACCESS_SNAPSHOTS
 from connector.metrics import count_journal
 from connector.trail import audit
-from connector.trail.audit import AuditEntry
+from connector.trail.audit import AUDIT_LOG
 from connector.trail.cause import Cause
 from connector.trail.events import (
+    EVENT_DELIVERIES,
+    EVENT_ENDPOINTS,
+    EVENTS,
     Announcement,
-    Event,
-    EventDelivery,
-    EventEndpoint,
     bump_counter,
     write_events,
 )
 
 __all__ = ["Announcement", "Journal"]
 
-_SNAPSHOTS = cast(Table, AccessSnapshot.__table__)
-_AUDIT_LOG = cast(Table, AuditEntry.__table__)
-_EVENTS = cast(Table, Event.__table__)
-_DELIVERIES = cast(Table, EventDelivery.__table__)
-_ENDPOINTS = cast(Table, EventEndpoint.__table__)
-
-_INSERT_SNAPSHOTS = insert(_SNAPSHOTS)
+_INSERT_SNAPSHOTS = insert(ACCESS_SNAPSHOTS)
 _UPDATE_SNAPSHOTS = (
-    update(_SNAPSHOTS)
-    .where(_SNAPSHOTS.c.user_id == bindparam("snapshot_user_id"))
+    update(ACCESS_SNAPSHOTS)
+    .where(ACCESS_SNAPSHOTS.c.user_id == bindparam("snapshot_user_id"))
     .values(access=bindparam("snapshot_access"), updated_at=bindparam("snapshot_updated_at"))
 )
 
@@ -226,7 +219,7 @@ def _write_at_once_statement() -> Insert:
         ("payload", JSON()),
     )
     inserted_snapshots = (
-        insert(_SNAPSHOTS)
+        insert(ACCESS_SNAPSHOTS)
         .from_select(
             ["user_id", "org_id", "access", "updated_at"],
             select(new.c.user_id, org_id, new.c.access, now),
@@ -234,13 +227,13 @@ def _write_at_once_statement() -> Insert:
         .cte("inserted_snapshots")
     )
     updated_snapshots = (
-        update(_SNAPSHOTS)
-        .where(_SNAPSHOTS.c.user_id == changed.c.user_id)
+        update(ACCESS_SNAPSHOTS)
+        .where(ACCESS_SNAPSHOTS.c.user_id == changed.c.user_id)
         .values(access=changed.c.access, updated_at=now)
         .cte("updated_snapshots")
     )
     appended = (
-        insert(_AUDIT_LOG)
+        insert(AUDIT_LOG)
         .from_select(
             ["org_id", "at", "actor", "action", "target", "before", "after", "reason"],
             select(
@@ -260,7 +253,7 @@ def _write_at_once_statement() -> Insert:
     # without any); event n of this change gets last - count + 1 + n.
     counted = bump_counter("postgresql", org_id, event_count).cte("counted")
     announced = (
-        insert(_EVENTS)
+        insert(EVENTS)
         .from_select(
             ["uid", "org_id", "sequence", "type", "subject", "payload", "created_at"],
             select(
@@ -275,15 +268,15 @@ def _write_at_once_statement() -> Insert:
             .select_from(events.join(counted, literal(True)))
             .order_by(events.c.n),
         )
-        .returning(_EVENTS.c.id)
+        .returning(EVENTS.c.id)
         .cte("announced")
     )
     return (
-        insert(_DELIVERIES)
+        insert(EVENT_DELIVERIES)
         .from_select(
             ["event_id", "endpoint_id", "attempts", "next_attempt_at", "last_error"],
-            select(announced.c.id, _ENDPOINTS.c.id, literal(0), now, literal("")).join_from(
-                announced, _ENDPOINTS, _ENDPOINTS.c.org_id == org_id
+            select(announced.c.id, EVENT_ENDPOINTS.c.id, literal(0), now, literal("")).join_from(
+                announced, EVENT_ENDPOINTS, EVENT_ENDPOINTS.c.org_id == org_id
             ),
         )
         .add_cte(inserted_snapshots, updated_snapshots, appended)
