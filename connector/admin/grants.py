@@ -23,7 +23,6 @@ from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
 from connector.directory.tables import GroupMember, ScimAttributeValue
 from connector.errors import InvalidInput
-from connector.trail import audit
 from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 
@@ -160,17 +159,10 @@ def grant_manual(
     row.granted_at = utcnow()
     session.flush()
     cause = Cause(actor, f"manual grant of {product} to {user_name}")
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="grant.manual_granted",
-        target=f"user:{user_id}",
-        before=before,
-        after=_grant_json(row),
-        reason=cause.reason,
-    )
-    recompute(session, org_id, [user_id], cause=cause)
+    journal = Journal()
+    journal.audit(cause, "grant.manual_granted", f"user:{user_id}", before, _grant_json(row))
+    recompute(session, org_id, [user_id], cause=cause, journal=journal)
+    journal.write(session, org_id)
     session.flush()
 
 
@@ -192,17 +184,10 @@ def revoke_manual(
     session.delete(row)
     session.flush()
     cause = Cause(actor, f"manual grant of {product} revoked from {user_name}")
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="grant.manual_revoked",
-        target=f"user:{user_id}",
-        before=before,
-        after=None,
-        reason=cause.reason,
-    )
-    recompute(session, org_id, [user_id], cause=cause)
+    journal = Journal()
+    journal.audit(cause, "grant.manual_revoked", f"user:{user_id}", before, None)
+    recompute(session, org_id, [user_id], cause=cause, journal=journal)
+    journal.write(session, org_id)
     session.flush()
     return True
 
@@ -242,15 +227,15 @@ def complete_onboarding(
     ).first()
     if inserted is None:
         return False
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="onboarding.completed",
-        target=f"user:{user_id}",
-        before={"product": product, "onboarding": "pending"},
-        after={"product": product, "onboarding": "done"},
-        reason=f"{found.title} onboarding ({found.onboarding}) completed by {user_name}",
+    cause = Cause(actor, f"{found.title} onboarding ({found.onboarding}) completed by {user_name}")
+    journal = Journal()
+    journal.audit(
+        cause,
+        "onboarding.completed",
+        f"user:{user_id}",
+        {"product": product, "onboarding": "pending"},
+        {"product": product, "onboarding": "done"},
     )
+    journal.write(session, org_id)
     session.flush()
     return True

@@ -54,7 +54,6 @@ from connector.derived.recompute import (
 )
 from connector.derived.tables import GroupBinding, MappingDocument
 from connector.directory.tables import ScimAttributeValue, ScimResource
-from connector.trail import audit
 from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 from scim.backend import ResourceKind
@@ -216,7 +215,7 @@ def apply_mapping(
 
     journal = Journal()
     if not dry_run:
-        _store_mapping(session, org_id, source, actor, old, bindings, config, cause)
+        _store_mapping(session, org_id, source, old, bindings, config, cause, journal)
         save_seats(session, org_id, outcome.before, outcome.after, now=now)
         drop_snapshots(session, org_id, stored.vanished)
         record_owner_events(session, org_id, outcome, cause, journal, names)
@@ -277,12 +276,13 @@ def _store_mapping(
     session: Session,
     org_id: int,
     source: str,
-    actor: str,
     old: OrgRules,
     bindings: RuleBindings,
     config: MappingConfig,
     cause: Cause,
+    journal: Journal,
 ) -> None:
+    actor = cause.actor
     forget_rules(session, org_id)
     document = session.get(MappingDocument, org_id)
     if document is None:
@@ -309,15 +309,12 @@ def _store_mapping(
             [{"org_id": org_id, "ref_key": key, "group_id": after[key]} for key in fresh],
         )
     session.flush()
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="mapping.applied",
-        target="mapping",
-        before=None if old.source is None else old.config.to_json(),
-        after={**config.to_json(), "bindings": dict(sorted(after.items()))},
-        reason=cause.reason,
+    journal.audit(
+        cause,
+        "mapping.applied",
+        "mapping",
+        None if old.source is None else old.config.to_json(),
+        {**config.to_json(), "bindings": dict(sorted(after.items()))},
     )
 
 

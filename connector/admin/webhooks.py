@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from connector.db.base import utcnow
 from connector.errors import InvalidInput, NotFound
-from connector.trail import audit
+from connector.trail.cause import Cause
 from connector.trail.egress import IPNetwork, resolve_destination
 from connector.trail.events import Event, EventDelivery, EventEndpoint
+from connector.trail.journal import Journal
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 # Events replayed by one command; a longer range is replayed in parts.
@@ -60,6 +61,22 @@ class WebhookSummary:
         }
 
 
+def _audit(
+    session: Session,
+    org_id: int,
+    actor: str,
+    action: str,
+    target: str,
+    *,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """One audit entry for an IT action on webhooks, written through the journal."""
+    journal = Journal()
+    journal.audit(Cause(actor, ""), action, target, before, after)
+    journal.write(session, org_id)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
@@ -85,14 +102,7 @@ def add_webhook(
     endpoint = EventEndpoint(id=str(uuid.uuid4()), org_id=org_id, url=url, secret=_new_secret())
     session.add(endpoint)
     session.flush()
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="webhook.added",
-        target=endpoint.id,
-        after={"url": url},
-    )
+    _audit(session, org_id, actor, "webhook.added", endpoint.id, after={"url": url})
     return endpoint.id, endpoint.secret
 
 
@@ -109,14 +119,7 @@ def remove_webhook(session: Session, org_id: int, endpoint_id: str, *, actor: st
     url = endpoint.url
     session.delete(endpoint)
     session.flush()
-    audit.record(
-        session,
-        org_id,
-        actor=actor,
-        action="webhook.removed",
-        target=endpoint_id,
-        before={"url": url},
-    )
+    _audit(session, org_id, actor, "webhook.removed", endpoint_id, before={"url": url})
 
 
 def rotate_secret(
@@ -135,12 +138,12 @@ def rotate_secret(
     endpoint.previous_secret_expires_at = moment + grace
     endpoint.secret = _new_secret()
     session.flush()
-    audit.record(
+    _audit(
         session,
         org_id,
-        actor=actor,
-        action="webhook.secret_rotated",
-        target=endpoint_id,
+        actor,
+        "webhook.secret_rotated",
+        endpoint_id,
         after={"url": endpoint.url, "previous_secret_valid_until": _iso(moment + grace)},
     )
     return endpoint.secret
@@ -282,12 +285,12 @@ def replay_events(
         session.add_all(missing)
         session.flush()
         queued = len(existing) + len(missing)
-    audit.record(
+    _audit(
         session,
         org_id,
-        actor=actor,
-        action="events.replayed",
-        target=endpoint_id or "all webhooks",
+        actor,
+        "events.replayed",
+        endpoint_id or "all webhooks",
         after={"from": first, "to": last, "events": len(event_ids), "queued": queued},
     )
     return ReplayReport(events=len(event_ids), queued=queued)

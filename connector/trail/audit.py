@@ -79,25 +79,12 @@ class Entry:
 _APPEND = insert(AUDIT_LOG)
 
 
-def record(
-    session: Session,
-    org_id: int,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    before: Any = None,
-    after: Any = None,
-    reason: str = "",
-) -> None:
-    """Append one entry; it commits or rolls back with the change it describes."""
-    record_all(session, org_id, [Entry(actor, action, target, before, after, reason)])
-
-
 def record_all(session: Session, org_id: int, entries: Sequence[Entry]) -> None:
     """Append ``entries`` in their order, in one statement, within the caller's transaction.
 
     Written at once, not at the next flush: flush first what they refer to.
+    Every writer appends through :class:`connector.trail.journal.Journal`, which
+    calls this on SQLite and writes the same rows in its one statement on PostgreSQL.
     """
     if not entries:
         return
