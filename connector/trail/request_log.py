@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -28,7 +28,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Table,
     Text,
     delete,
     insert,
@@ -36,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from connector.db.base import Base, UTCDateTime, utcnow
+from connector.db.base import Base, UTCDateTime, table_of, utcnow
 from connector.directory.tables import RESOURCES
 
 MAX_PATH_LENGTH = 2000
@@ -74,7 +73,7 @@ class ScimRequestEntry(Base):
     idp_request_id: Mapped[str | None] = mapped_column(String(MAX_REQUEST_ID_LENGTH), nullable=True)
 
 
-SCIM_REQUEST_LOG = cast(Table, ScimRequestEntry.__table__)
+SCIM_REQUEST_LOG = table_of(ScimRequestEntry)
 _APPEND = insert(SCIM_REQUEST_LOG)
 
 
