@@ -15,6 +15,7 @@ import connector.tenancy.tables
 import connector.trail.audit
 import connector.trail.events
 import connector.trail.request_log
+import connector.trail.role_changes
 from connector.db.base import Base
 
 TABLE_MODULES = (
@@ -23,6 +24,7 @@ TABLE_MODULES = (
     connector.trail.audit,
     connector.trail.events,
     connector.trail.request_log,
+    connector.trail.role_changes,
     connector.derived.tables,
 )
 

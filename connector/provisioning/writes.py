@@ -52,6 +52,7 @@ from connector.directory.members import check_member_ids, check_member_values, u
 from connector.directory.store import DirectoryStore
 from connector.trail.cause import Cause
 from connector.trail.journal import Journal
+from connector.trail.role_changes import note_role_change
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 
 AUDITED_IDS = 1000
@@ -130,9 +131,11 @@ class ScimWrites:
         old, new = _changed_attributes(before, after)
         journal.audit(self.cause, "user.replaced", f"user:{resource_id}", old, new)
         was_active, now_active = is_active(before), is_active(after)
-        roles_count = rules.config.map_scim_roles and (
-            scim_role_values(before) != scim_role_values(after)
-        )
+        old_roles, new_roles = scim_role_values(before), scim_role_values(after)
+        if old_roles != new_roles:
+            # Whether the IdP ever takes a role away, for the health report.
+            note_role_change(self.session, self.org_id, resource_id, old_roles, new_roles)
+        roles_count = rules.config.map_scim_roles and old_roles != new_roles
         if was_active and not now_active:
             # A leaver's access is none whatever their groups and grants: the
             # document says all derivation needs (docs/rules.md#leavers).
