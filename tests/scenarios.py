@@ -196,6 +196,46 @@ class Idp:
         self.expect(self.scim.delete(f"/Groups/{group}"), 204)
 
 
+# -- Entra app roles ---------------------------------------------------------------
+# As Microsoft's "Customize application attributes", section "Provisioning a
+# role to a SCIM app", shows them (tests/test_entra_app_roles.py says more).
+
+WINDOWS_ROLE = "WindowsAzureActiveDirectoryRole"
+
+
+def assertive_roles(*values: str) -> list[dict[str, Any]]:
+    """``roles`` as AssertiveAppRoleAssignmentsComplex writes them, in a POST or a replace."""
+    return [
+        {"primary": False, "type": WINDOWS_ROLE, "display": value, "value": value}
+        for value in values
+    ]
+
+
+def replace_roles(*values: str, op: str = "Replace") -> dict[str, Any]:
+    """The PATCH operation AssertiveAppRoleAssignmentsComplex sends: the complete list."""
+    return {"op": op, "path": "roles", "value": assertive_roles(*values)}
+
+
+def add_roles(*values: str) -> dict[str, Any]:
+    """The PATCH operation AppRoleAssignmentsComplex sends: an ``Add``, roles as JSON strings."""
+    return {
+        "op": "Add",
+        "path": "roles",
+        "value": [
+            {
+                "value": json.dumps(
+                    {
+                        "id": f"00000000-0000-0000-0000-{n:012d}",
+                        "value": value,
+                        "displayName": value,
+                    }
+                )
+            }
+            for n, value in enumerate(values)
+        ],
+    }
+
+
 # -- IT and Hub ------------------------------------------------------------------
 
 

@@ -24,7 +24,16 @@ from connector.db.migrations import alembic_config, current_revision, head_revis
 from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
 from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
-from tests.scenarios import HUB_OWNERS, PSA_TECHNICIANS, AccessApi, Idp, mapping
+from tests.scenarios import (
+    HUB_OWNERS,
+    PSA_TECHNICIANS,
+    AccessApi,
+    Idp,
+    Rule,
+    add_roles,
+    mapping,
+    replace_roles,
+)
 from tests.webhook_receiver import Receiver, running
 
 MAPPING = mapping(HUB_OWNERS, PSA_TECHNICIANS)
@@ -394,6 +403,38 @@ def test_health_passes_once_an_owner_is_seated_and_every_rule_has_its_group(
     ok(hub_scim("mapping", "apply", "--org", org_name, str(mapping_file)))
 
     ok(hub_scim("health", "--org", org_name))
+
+
+def test_health_warns_while_mapped_scim_roles_have_only_ever_been_added(
+    idp: Idp, hub_scim: Callable[..., Result], org_name: str, tmp_path: Path
+) -> None:
+    app_roles = tmp_path / "app-roles.toml"
+    app_roles.write_text(
+        mapping(HUB_OWNERS, Rule(scim_role="Hub.Admin", role="admin"), map_scim_roles=True),
+        encoding="utf-8",
+    )
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(app_roles)))
+    idp.group("Hub Owners", [idp.user("ada@msp.example")])
+    bob = idp.user("bob@msp.example")
+    ok(hub_scim("health", "--org", org_name))
+
+    idp.patch(f"/Users/{bob}", add_roles("Hub.Admin"), status=200)
+
+    result = hub_scim("health", "--org", org_name)
+    as_json = json.loads(hub_scim("health", "--org", org_name, "--json").output)
+    assert result.exit_code == cli_access.HEALTH_ATTENTION_EXIT_CODE, result.output
+    assert "only ever added roles" in result.output
+    assert "AssertiveAppRoleAssignmentsComplex" in result.output
+    assert "SCIM roles only ever added, since " in result.output
+    assert f"(first to bob@msp.example ({bob}))" in result.output
+    assert as_json["roles_only_added"]["user_id"] == bob
+    assert as_json["roles_only_added"]["userName"] == "bob@msp.example"
+
+    idp.patch(f"/Users/{bob}", replace_roles(), status=200)
+
+    ok(hub_scim("health", "--org", org_name))
+    as_json = json.loads(ok(hub_scim("health", "--org", org_name, "--json")).output)
+    assert as_json["roles_only_added"] is None
 
 
 # -- webhooks --------------------------------------------------------------------

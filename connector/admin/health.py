@@ -3,9 +3,12 @@
 Held Owners and their queue positions, an organization without an Owner, a
 last Owner kept after leaving the Owners group (docs/rules.md#last-owner),
 grants kept dormant because their product is not subscribed
-(docs/rules.md#grants-and-product-states), and
-rules whose group the IdP never pushed. Each finding is a few queries over
-rules and seats, never a scan of every user.
+(docs/rules.md#grants-and-product-states),
+rules whose group the IdP never pushed, and mapped SCIM roles that the IdP
+has only ever added, never taken away (an add-only expression in Entra:
+docs/entra.md, "App roles instead of groups"). Each finding is a few
+queries over rules, seats and per-organization notes, never a scan of every
+user.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from connector.admin.webhooks import dead_lettered_endpoints
 from connector.derived.facts import load_rules, load_seats, load_user_names
 from connector.derived.tables import ManualGrant
 from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
+from connector.trail.role_changes import FirstSeen, RoleChange, role_changes_seen
 from scim.backend import ResourceKind
 
 
@@ -58,6 +62,9 @@ class HealthReport:
     problems: tuple[str, ...] = field(default=())
     # (id, url, dead-lettered deliveries) of webhooks that gave up on events.
     dead_webhooks: tuple[tuple[str, str, int], ...] = ()
+    # With SCIM roles mapped: the first write that added a role, when no write
+    # ever took one away.
+    roles_only_added: FirstSeen | None = None
 
     @property
     def without_owner(self) -> bool:
@@ -96,6 +103,13 @@ class HealthReport:
                 {"id": id_, "url": url, "dead_lettered": count}
                 for id_, url, count in self.dead_webhooks
             ],
+            "roles_only_added": None
+            if self.roles_only_added is None
+            else {
+                "since": self.roles_only_added.at.isoformat(timespec="seconds"),
+                "user_id": self.roles_only_added.user_id,
+                "userName": self.names.get(self.roles_only_added.user_id),
+            },
         }
 
     def to_text(self) -> str:
@@ -125,6 +139,12 @@ class HealthReport:
             )
         for id_, url, count in self.dead_webhooks:
             lines.append(f"Webhook {id_} ({url}): {count} event(s) dead-lettered")
+        if self.roles_only_added is not None:
+            first = self.roles_only_added
+            lines.append(
+                f"SCIM roles only ever added, since {first.at.isoformat(timespec='seconds')} "
+                f"(first to {self._name(first.user_id)}); none ever taken away"
+            )
         return "\n".join(lines)
 
     def _name(self, user_id: str) -> str:
@@ -136,7 +156,11 @@ def health_report(session: Session, org_id: int) -> HealthReport:
     """What IT should look at in ``org_id``; see the module docstring."""
     rules = load_rules(session, org_id)
     owners = load_seats(session, org_id).seats
-    names = load_user_names(session, org_id, owners.owner_ids + owners.held_ids)
+    roles_only_added = _roles_only_added(session, org_id) if rules.config.map_scim_roles else None
+    named = owners.owner_ids + owners.held_ids
+    if roles_only_added is not None:
+        named = (*named, roles_only_added.user_id)
+    names = load_user_names(session, org_id, named)
     users = (
         session.scalar(
             select(func.count())
@@ -176,6 +200,13 @@ def health_report(session: Session, org_id: int) -> HealthReport:
             f"webhook {url} gave up on {count} event(s): fix it, then "
             "`hub-scim events replay` (docs/webhooks.md)"
         )
+    if roles_only_added is not None:
+        problems.append(
+            "SCIM roles are mapped, but the IdP has only ever added roles, never taken one "
+            "away: an add-only expression (Entra's AppRoleAssignmentsComplex) leaves a role "
+            "removed in the IdP, and its access, in Hub; use "
+            "AssertiveAppRoleAssignmentsComplex (docs/entra.md)"
+        )
     return HealthReport(
         org_id=org_id,
         owners=owners,
@@ -187,7 +218,16 @@ def health_report(session: Session, org_id: int) -> HealthReport:
         mapping_problem=rules.broken,
         problems=tuple(problems),
         dead_webhooks=dead_webhooks,
+        roles_only_added=roles_only_added,
     )
+
+
+def _roles_only_added(session: Session, org_id: int) -> FirstSeen | None:
+    """The first write that added a SCIM role, when no write ever took one away."""
+    seen = role_changes_seen(session, org_id)
+    if RoleChange.TAKEN_AWAY in seen:
+        return None
+    return seen.get(RoleChange.ADDED)
 
 
 def _dormant(session: Session, org_id: int, context: AccessContext) -> tuple[DormantGrant, ...]:
