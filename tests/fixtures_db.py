@@ -18,7 +18,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from alembic import command
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -26,12 +27,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from connector.db.engine import make_engine, make_session_factory
+from connector.db.migrations import alembic_config, current_revision, head_revision
 from connector.db.planner import seed_sqlite_planner_statistics
 from connector.db.schema import metadata
 from connector.tenancy.tables import Organization
 
 POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 _CREATION_LOCK = 727_274_001  # pg_advisory_lock key: one creator of test databases at a time
+_MIGRATION_LOCK = 0x48554253434D  # the key connector.db.migrations serializes migrations on
 
 
 def _schema_hash() -> str:
@@ -115,3 +118,20 @@ def org_id(engine: Engine) -> int:
         session.add(organization)
         session.commit()
         return organization.id
+
+
+@pytest.fixture(scope="session")
+def cli_database_url(database_url: str, engine: Engine) -> str:
+    """The test database, marked as migrated for the commands' migration check.
+
+    Its tables come from the models, which the migrations build exactly
+    (``tests/test_migrations.py``), so stamping it at the head revision is
+    true. ``purge`` forgets a revision this checkout does not know, which a
+    checkout of another version sharing the database may have stamped.
+    """
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+        if current_revision(connection) != head_revision():
+            command.stamp(alembic_config(connection), "head", purge=True)
+    return database_url

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from connector.cli import access as cli_access
 from connector.cli.main import cli
 from connector.db.engine import make_session_factory
-from connector.db.migrations import alembic_config, current_revision, head_revision
 from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
 from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
@@ -49,21 +47,6 @@ group = "PSA Technicians"
 product = "psa"
 permissions = ["psa.tickets.teleport"]
 """
-
-
-@pytest.fixture(scope="session")
-def cli_database_url(database_url: str, engine: Engine) -> str:
-    """The test database, marked as migrated for the commands' migration check.
-
-    Its tables come from the models, which the migrations build exactly
-    (``tests/test_migrations.py``), so stamping it at the head revision is true.
-    """
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(select(func.pg_advisory_xact_lock(0x48554253434D)))
-        if current_revision(connection) != head_revision():
-            command.stamp(alembic_config(connection), "head")
-    return database_url
 
 
 @pytest.fixture

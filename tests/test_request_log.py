@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
@@ -24,7 +23,6 @@ from sqlalchemy.pool import NullPool
 from connector.cli.main import cli
 from connector.db.base import utcnow
 from connector.db.engine import make_engine, make_session_factory
-from connector.db.migrations import alembic_config, current_revision, head_revision
 from connector.settings import SettingsError, load_settings
 from connector.tenancy.credentials import find_credential_state, revoke_credential
 from connector.tenancy.tables import Organization
@@ -348,17 +346,6 @@ def test_a_refused_row_does_not_take_its_batch_with_it(engine: Engine, org_id: i
 
 
 # -- hub-scim log ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def cli_database_url(database_url: str, engine: Engine) -> str:
-    """The test database stamped at the head revision (its tables are the models')."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(select(func.pg_advisory_xact_lock(0x48554253434D)))
-        if current_revision(connection) != head_revision():
-            command.stamp(alembic_config(connection), "head")
-    return database_url
 
 
 def org_name(engine: Engine, org_id: int) -> str:
