@@ -59,15 +59,23 @@ huge_number = st.one_of(
 )
 
 
-def nested(depth: int, leaf: Any, as_list: bool) -> Any:
-    """``leaf`` wrapped ``depth`` times in lists or objects (RecursionError bait)."""
-    value = leaf
-    for _ in range(depth):
-        value = [value] if as_list else {"a": value}
-    return value
+@dataclass(frozen=True)
+class Deep:
+    """A value nested ``depth`` times in lists or objects (RecursionError bait).
+
+    Kept as JSON text: deeper than Python's own encoder would go.
+    """
+
+    depth: int
+    as_list: bool
+
+    def json(self) -> str:
+        if self.as_list:
+            return "[" * self.depth + '"x"' + "]" * self.depth
+        return '{"a": ' * self.depth + '"x"' + "}" * self.depth
 
 
-deep_value = st.builds(nested, st.integers(50, 3_000), st.just("x"), st.booleans())
+deep_value = st.builds(Deep, st.integers(50, 3_000), st.booleans())
 json_leaf = st.one_of(st.none(), st.booleans(), huge_number, hostile_text)
 json_value = st.recursive(
     json_leaf,
@@ -156,11 +164,12 @@ def user_document(draw: st.DrawFn) -> Any:
         document[ENTERPRISE] = {"employeeNumber": draw(plain_text), "department": draw(any_text)}
     if draw(st.booleans()):
         document["roles"] = [{"value": draw(any_text), "primary": draw(st.booleans())}]
-    for _ in range(draw(st.integers(0, 3))):
+    # Mostly documents an IdP could send; one in three carries junk somewhere.
+    for _ in range(draw(st.sampled_from([0, 0, 0, 0, 1, 2, 3]))):
         document[draw(st.one_of(known_attribute, any_text))] = draw(any_value)
     if draw(st.integers(0, 9)) == 0:
         return draw(any_value)
-    if draw(st.integers(0, 4)) == 0:
+    if draw(st.integers(0, 6)) == 0:
         document.pop(draw(st.sampled_from(sorted(document))), None)
     return document
 
@@ -226,7 +235,7 @@ def patch_operation(draw: st.DrawFn) -> Any:
             "value": draw(any_value),
         }
     if choice == 7:  # Entra's roles with a JSON document in a string
-        return {"op": op, "path": "roles", "value": [{"value": json.dumps(draw(deep_value))}]}
+        return {"op": op, "path": "roles", "value": [{"value": draw(deep_value).json()}]}
     if choice == 8:
         return {"op": op, "value": draw(any_value)}
     if choice == 9:
@@ -317,14 +326,22 @@ def encode_query(query: dict[str, str]) -> str:
 
 def encode_body(value: Any, mode: int) -> bytes:
     """JSON as a client would send it; modes 1 and 2 break it (cut short, not UTF-8)."""
-    try:
-        text = json.dumps(value, allow_nan=True)
-    except (RecursionError, ValueError):
-        text = '{"a": ' * 5_000
+    deep: dict[str, Deep] = {}
+
+    def placeholder(unknown: Any) -> str:
+        if not isinstance(unknown, Deep):
+            raise TypeError(type(unknown).__name__)
+        key = f"@@deep{len(deep)}@@"
+        deep[key] = unknown
+        return key
+
+    text = json.dumps(value, allow_nan=True, default=placeholder)
+    for key, nested_value in deep.items():
+        text = text.replace(json.dumps(key), nested_value.json(), 1)
     if mode == 1:
-        return text[: max(1, len(text) // 2)].encode()
+        return text[: max(1, len(text) // 2)].encode("utf-8", "surrogatepass")
     if mode == 2:
-        return b"\xff\xfe" + text.encode()[:200] + b"\xc3\x28"
+        return b"\xff\xfe" + text.encode("utf-8", "surrogatepass")[:200] + b"\xc3\x28"
     return text.encode("utf-8", "surrogatepass")
 
 
