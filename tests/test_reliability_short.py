@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from tests.fixtures_db import POSTGRESQL_URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import chaos  # noqa: E402
+import chaos
 
 SEED = 20240601
 FUZZ_REQUESTS = 250
