@@ -363,6 +363,19 @@ def test_a_polling_product_reads_each_access_change_once_in_order(
     assert product.events(after=second["next_after"]).json["events"] == []
 
 
+def test_a_cursor_past_every_event_is_an_empty_page_on_both_databases(
+    idp: Idp, it_admin: Callable[..., None], product: AccessApi
+) -> None:
+    """Sequences are 32-bit columns; a cursor beyond them (up to 2**63-1) still answers."""
+    it_admin()
+    idp.user("ada@msp.example")
+
+    for after in (2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1):
+        page = product.events(after=after)
+        assert page.status_code == 200, page.json
+        assert page.json == {"events": [], "next_after": after}
+
+
 def test_events_are_paged_with_limit(
     idp: Idp, it_admin: Callable[..., None], product: AccessApi
 ) -> None:

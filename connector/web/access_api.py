@@ -107,7 +107,9 @@ def create_access_blueprint(
     def list_events() -> Response:
         after = _int_arg("after", default=0, minimum=0, maximum=MAX_SQL_INTEGER)
         limit = _int_arg("limit", default=DEFAULT_EVENT_LIMIT, minimum=1, maximum=MAX_EVENT_LIMIT)
-        events = events_after(session(), _org_id(), after, limit)
+        # Sequences are 32-bit columns: a cursor beyond them has nothing after it,
+        # and PostgreSQL would refuse to compare with it.
+        events = events_after(session(), _org_id(), min(after, MAX_SEQUENCE), limit)
         return jsonify(
             events=[event_body(event) for event in events],
             next_after=events[-1].sequence if events else after,
@@ -238,6 +240,7 @@ def _require_onboarding_product(product: str) -> None:
 
 
 MAX_SQL_INTEGER = 2**63 - 1
+MAX_SEQUENCE = 2**31 - 1  # events.sequence is an Integer column
 """The largest integer a query parameter compared in SQL may hold (64-bit on every database)."""
 
 
