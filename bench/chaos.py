@@ -70,6 +70,7 @@ SLOW_SECONDS = 2.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 STARTUP_TIMEOUT_SECONDS = 90.0
 RECOVERY_LIMIT_SECONDS = 30.0
+SERVER_KEEPALIVE_SECONDS = 5.0  # gunicorn's keepalive in connector/web/server.py
 OWNERS_GROUP = "Hub Owners"
 MAPPING = f"""
 default_role = "member"
@@ -316,6 +317,7 @@ class FuzzResult:
     non_conforming: int = 0
     slow: int = 0
     broken: int = 0
+    idle_closed: int = 0
     slowest: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
     findings: list[str] = field(default_factory=list)
@@ -376,6 +378,8 @@ def run_fuzz(
             template = template.replace(placeholder, value)
         return template
 
+    last_answer = [time.monotonic()]
+
     @hypothesis_seed(seed)
     @settings(
         max_examples=examples, phases=[Phase.generate], database=None, deadline=None,
@@ -388,15 +392,34 @@ def run_fuzz(
         body = None if request.body is None else fill(request.body, values)
         url = server.root + path + (f"?{request.query}" if request.query else "")
         http = access_http if path.startswith("/api/") else scim_http
+        idle = time.monotonic() - last_answer[0]
         started = time.monotonic()
         try:
-            response = http.request(request.method, url, data=body, timeout=REQUEST_TIMEOUT_SECONDS)
+            try:
+                response = http.request(
+                    request.method, url, data=body, timeout=REQUEST_TIMEOUT_SECONDS
+                )
+            except requests.ConnectionError:
+                if idle < SERVER_KEEPALIVE_SECONDS - 1:
+                    raise
+                # The server closed the connection while it idled (its keep-alive
+                # timeout) as the request left: a pooled client retries on a new one.
+                result.idle_closed += 1
+                http.close()
+                started = time.monotonic()
+                response = http.request(
+                    request.method, url, data=body, timeout=REQUEST_TIMEOUT_SECONDS
+                )
         except requests.RequestException as error:
             result.requests += 1
             result.broken += 1
-            result.findings.append(f"broken {request.kind} {request.method} {path}: {error}")
+            result.findings.append(
+                f"broken {request.kind} {request.method} {path} after {idle:.1f} s idle: {error}"
+            )
             http.close()
+            last_answer[0] = time.monotonic()
             return
+        last_answer[0] = time.monotonic()
         elapsed = time.monotonic() - started
         result.requests += 1
         result.statuses[response.status_code] += 1
@@ -993,7 +1016,8 @@ def fuzz_rows(kind: str, fuzz: FuzzResult) -> list[tuple[str, str, str, str]]:
          verdict(fuzz.non_conforming == 0)),
         (kind, f"fuzz answers over {SLOW_SECONDS:.0f} s", f"{fuzz.slow} (slowest "
          f"{fuzz.slowest:.2f} s)", verdict(fuzz.slow == 0)),
-        (kind, "fuzz broken connections", f"{fuzz.broken}", verdict(fuzz.broken == 0)),
+        (kind, "fuzz broken connections (idle keep-alive closes retried)",
+         f"{fuzz.broken} ({fuzz.idle_closed})", verdict(fuzz.broken == 0)),
     ]  # fmt: skip
 
 
