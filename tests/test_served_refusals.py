@@ -137,6 +137,31 @@ def test_after_a_413_the_same_connection_serves_the_next_request(served: Served)
     assert read(following)["totalResults"] == 0
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/scim/v2/Users"),
+        ("POST", "/scim/v2/NoSuchEndpoint"),
+        ("DELETE", "/scim/v2/Users/x"),
+    ],
+)
+def test_a_body_left_unread_never_breaks_the_keep_alive_connection(
+    served: Served, method: str, path: str
+) -> None:
+    """An answer built without reading the body: the next request on the connection is whole."""
+    connection = served.connection()
+    for _ in range(10):
+        connection.request(method, path, body=b"x" * 100_000, headers=served.headers())
+        answered = connection.getresponse()
+        answered.read()
+        connection.request("GET", "/scim/v2/Users", headers=served.headers())
+        following = connection.getresponse()
+
+        assert answered.getheader("Connection", "").lower() != "close"
+        assert following.status == 200
+        assert read(following)["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+
+
 def test_a_request_line_too_long_for_the_server_is_a_scim_414(served: Served) -> None:
     connection = served.connection()
     long_filter = 'userName eq "' + "a" * 9000 + '"'

@@ -1,10 +1,13 @@
-"""Reads and discards the body of a refused request, so that its connection can serve the next one.
+"""Reads and discards what a request's body left unread, so its connection can serve the next.
 
-A 413 is decided from ``Content-Length`` before the body is read; the body
-is still on the connection, and Okta and Entra ID send their next request on
-the same keep-alive connection. Up to :data:`DRAIN_LIMIT_BYTES` of it is
-read and thrown away after the answer is built; a larger body is left to the
-server, which closes the connection.
+Okta and Entra ID send their next request on the same keep-alive connection.
+Whenever an answer is built without reading the whole body (a 413 decided
+from ``Content-Length``, a refusal before the body was parsed, a ``GET``
+that came with a body, an unknown route), the rest of it is still on the
+connection, and the next request would be read from the middle of it. Up to
+:data:`DRAIN_LIMIT_BYTES` of it is read and thrown away after the answer is
+built; when more is left, the answer says ``Connection: close`` so that no
+client reuses the connection.
 """
 
 from __future__ import annotations
@@ -17,23 +20,35 @@ _CHUNK = 64 * 1024
 
 def install_body_drain(app: Flask) -> None:
     @app.after_request
-    def _drain_refused_body(response: Response) -> Response:
-        if response.status_code == 413:
-            discard_body(request.environ, DRAIN_LIMIT_BYTES)
+    def _drain_unread_body(response: Response) -> Response:
+        if not _has_body(request.environ):
+            return response
+        if not discard_body(request.environ, DRAIN_LIMIT_BYTES):
+            response.headers["Connection"] = "close"
         return response
 
 
-def discard_body(environ: dict[str, object], limit: int) -> None:
+def _has_body(environ: dict[str, object]) -> bool:
+    length = environ.get("CONTENT_LENGTH")
+    if isinstance(length, str) and length.strip() not in ("", "0"):
+        return True
+    encoding = environ.get("HTTP_TRANSFER_ENCODING")
+    return isinstance(encoding, str) and "chunked" in encoding.lower()
+
+
+def discard_body(environ: dict[str, object], limit: int) -> bool:
+    """Read what is left of the body, at most ``limit`` bytes; whether it reached the end."""
     stream = environ.get("wsgi.input")
     read = getattr(stream, "read", None)
     if read is None:
-        return
+        return True
     discarded = 0
     while discarded < limit:
         try:
             chunk = read(_CHUNK)
         except (OSError, ValueError):
-            return
+            return False
         if not chunk:
-            return
+            return True
         discarded += len(chunk)
+    return False
