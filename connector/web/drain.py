@@ -12,7 +12,11 @@ client reuses the connection.
 
 from __future__ import annotations
 
+from typing import IO
+
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_input_stream
 
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -23,9 +27,21 @@ def install_body_drain(app: Flask) -> None:
     def _drain_unread_body(response: Response) -> Response:
         if not _has_body(request.environ):
             return response
-        if not discard_body(request.environ, DRAIN_LIMIT_BYTES):
+        if not discard_rest(_body_stream(), DRAIN_LIMIT_BYTES):
             response.headers["Connection"] = "close"
         return response
+
+
+def _body_stream() -> IO[bytes]:
+    """The body as the app read it, bounded by its length: reading on gets only what is left.
+
+    A body refused for its size was never opened: a fresh bounded stream
+    over it, without the size limit, reads it from its start.
+    """
+    try:
+        return request.stream
+    except HTTPException:
+        return get_input_stream(request.environ, max_content_length=None)
 
 
 def _has_body(environ: dict[str, object]) -> bool:
@@ -36,17 +52,13 @@ def _has_body(environ: dict[str, object]) -> bool:
     return isinstance(encoding, str) and "chunked" in encoding.lower()
 
 
-def discard_body(environ: dict[str, object], limit: int) -> bool:
-    """Read what is left of the body, at most ``limit`` bytes; whether it reached the end."""
-    stream = environ.get("wsgi.input")
-    read = getattr(stream, "read", None)
-    if read is None:
-        return True
+def discard_rest(stream: IO[bytes], limit: int) -> bool:
+    """Read what is left of ``stream``, at most ``limit`` bytes; whether it reached the end."""
     discarded = 0
     while discarded < limit:
         try:
-            chunk = read(_CHUNK)
-        except (OSError, ValueError):
+            chunk = stream.read(_CHUNK)
+        except (OSError, ValueError, HTTPException):
             return False
         if not chunk:
             return True
