@@ -37,6 +37,8 @@ MAX_QUERY_STRING_BYTES = REQUEST_LINE_LIMIT - 1022
 REALM = "hub-scim"
 """The realm every bearer-token challenge names (RFC 6750 section 3)."""
 
+MIN_SECRET_KEY_LENGTH = 32
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,6 +125,14 @@ class Settings:
     # master on their own address; port 0: not served.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # The IT console (connector.console): the key that signs its cookies and
+    # seals each organization's OIDC client secret at rest. Unset: the console
+    # answers 503 and `hub-scim sso set` refuses, rather than run with a
+    # made-up key that a restart or a second instance would not share.
+    secret_key: str | None = None
+    # A console session ends this long after sign-in, or after this long idle.
+    console_session_ttl_seconds: int = 8 * 3600
+    console_idle_timeout_seconds: int = 3600
 
     # The provisioning log (connector.trail.request_log): every SCIM request an
     # organization's IdP makes, kept this many days. ``HUB_SCIM_REQUEST_LOG=off``
@@ -194,11 +204,18 @@ def _validate(settings: Settings) -> None:
         "webhook_max_age_hours": 1,
         "metrics_port": 0,
         "request_log_retention_days": 1,
+        "console_session_ttl_seconds": 60,
+        "console_idle_timeout_seconds": 60,
     }
     for name, minimum in minimums.items():
         value = getattr(settings, name)
         if value < minimum:
             raise SettingsError(f"{_env_name(name)} must be at least {minimum}, got {value}")
+    if settings.secret_key is not None and len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise SettingsError(
+            f"{_env_name('secret_key')} must be at least {MIN_SECRET_KEY_LENGTH} characters "
+            "(for example: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"{_env_name('port')} must be between 1 and 65535, got {settings.port}")
     if settings.metrics_port > 65535:

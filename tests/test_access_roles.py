@@ -94,5 +94,13 @@ def test_actions_parse_as_hub_writes_them() -> None:
 def test_the_matrix_prints_as_json() -> None:
     printed = matrix_to_json()
     assert list(printed) == ["owner", "admin", "member", "viewer"]
-    assert printed["admin"] == ["grant_product_access", "manage_users", "view_audit"]
+    assert printed["admin"] == [
+        "grant_product_access",
+        "manage_users",
+        "view_audit",
+        "view_connection",
+        "view_health",
+        "view_mapping",
+        "view_products",
+    ]
     assert printed["viewer"] == []

@@ -15,6 +15,11 @@ and three actions Hub's role descriptions state in prose:
 - Enable Products: Owners only: only Owners add or remove products from the
   organization's subscription.
 - Grant Product Access: Owners and Admins grant product access to users.
+
+and the IT console's reading rows (docs/rules.md#roles-and-permission-matrix):
+Owners and Admins view the mapping, the product states, the SCIM connection's
+status and the health findings; changing the connection (credentials, OAuth
+clients) is the Owner's, like the subscription.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class ItAction(enum.Enum):
     EXPORT_AUDIT = "export_audit"
     ENABLE_PRODUCTS = "enable_products"
     GRANT_PRODUCT_ACCESS = "grant_product_access"
+    VIEW_MAPPING = "view_mapping"
+    VIEW_PRODUCTS = "view_products"
+    VIEW_CONNECTION = "view_connection"
+    MANAGE_CONNECTION = "manage_connection"
+    VIEW_HEALTH = "view_health"
 
     @property
     def title(self) -> str:
@@ -101,6 +111,10 @@ PERMISSION_MATRIX: dict[Role, frozenset[ItAction]] = {
             ItAction.MANAGE_USERS,
             ItAction.VIEW_AUDIT,
             ItAction.GRANT_PRODUCT_ACCESS,
+            ItAction.VIEW_MAPPING,
+            ItAction.VIEW_PRODUCTS,
+            ItAction.VIEW_CONNECTION,
+            ItAction.VIEW_HEALTH,
         }
     ),
     Role.MEMBER: frozenset(),

@@ -77,6 +77,18 @@ def command_settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
+def public_origin(settings: Settings) -> str:
+    """Where IdPs and browsers reach the service: the public base URL, else host and port."""
+    if settings.public_base_url:
+        return settings.public_base_url
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
 def redacted(database_url: str) -> str:
     """A database URL fit to print: the password hidden."""
     return make_url(database_url).render_as_string(hide_password=True)

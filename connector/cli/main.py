@@ -18,25 +18,28 @@ from pathlib import Path
 import click
 from sqlalchemy.pool import NullPool
 
-from connector.cli.access import ACCESS_COMMANDS
+from connector.admin.credentials import (
+    create_oauth_client,
+    issue_credential,
+    revoke,
+    rotate_credential,
+)
+from connector.cli.access import ACCESS_COMMANDS, _actor
 from connector.cli.common import (
     command_session,
     command_settings,
     database_url_option,
     handle_errors,
+    public_origin,
     redacted,
 )
+from connector.cli.console import CONSOLE_COMMANDS
 from connector.cli.request_log import LOG_COMMANDS
 from connector.db.engine import make_engine, make_session_factory
 from connector.db.migrations import upgrade_database
 from connector.settings import Settings, data_directory
-from connector.tenancy.credentials import (
-    Scope,
-    create_credential,
-    list_credentials,
-    revoke_credential,
-)
-from connector.tenancy.oauth import TOKEN_PATH, create_client
+from connector.tenancy.credentials import Scope, list_credentials
+from connector.tenancy.oauth import TOKEN_PATH
 from connector.tenancy.organizations import (
     Bootstrap,
     bootstrap_first_start,
@@ -56,18 +59,6 @@ def cli() -> None:
 
 
 # -- serve -----------------------------------------------------------------
-
-
-def public_origin(settings: Settings) -> str:
-    """Where IdPs reach the service: the public base URL when configured, else host and port."""
-    if settings.public_base_url:
-        return settings.public_base_url
-    host = settings.host
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
 
 
 def scim_base_url(settings: Settings) -> str:
@@ -230,12 +221,37 @@ def token_create(
         ttl = settings.scim_token_ttl
     with command_session(database_url) as session:
         organization = get_organization(session, org_name)
-        credential_id, secret = create_credential(
-            session, organization.id, Scope(scope), label=label, ttl=ttl
+        issued = issue_credential(
+            session, organization.id, Scope(scope), actor=_actor(), label=label, ttl=ttl
         )
-    click.echo(f"Created {scope} credential {credential_id} for organization {org_name!r}.")
+    click.echo(f"Created {scope} credential {issued.id} for organization {org_name!r}.")
     click.echo("The token is shown only this once:")
-    click.echo(secret)
+    click.echo(issued.secret)
+
+
+@token.command("rotate")
+@click.option("--org", "org_name", required=True, help="Organization name.")
+@click.argument("credential_id")
+@database_url_option
+@handle_errors
+def token_rotate(org_name: str, credential_id: str, database_url: str | None) -> None:
+    """Create a token like CREDENTIAL_ID (same scope, label, lifetime); revoke the old at once.
+
+    The new token is printed once, alone on the last line: paste it into the
+    IdP right away, since the old one stops working on its next request.
+    """
+    with command_session(database_url) as session:
+        organization = get_organization(session, org_name)
+        try:
+            issued = rotate_credential(session, organization.id, credential_id, actor=_actor())
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(
+        f"Created {issued.scope} credential {issued.id} and revoked {issued.replaces} "
+        f"of organization {org_name!r}."
+    )
+    click.echo("The new token is shown only this once:")
+    click.echo(issued.secret)
 
 
 @token.command("revoke")
@@ -247,7 +263,7 @@ def token_revoke(org_name: str, token_or_id: str, database_url: str | None) -> N
     """Revoke a credential, named by its token or its id."""
     with command_session(database_url) as session:
         organization = get_organization(session, org_name)
-        credential = revoke_credential(session, organization.id, token_or_id)
+        credential = revoke(session, organization.id, token_or_id, actor=_actor())
         click.echo(f"Revoked credential {credential.id} of organization {org_name!r}.")
 
 
@@ -294,13 +310,13 @@ def client_create(org_name: str, label: str, database_url: str | None) -> None:
     settings = command_settings(database_url=database_url)
     with command_session(database_url) as session:
         organization = get_organization(session, org_name)
-        client_id, secret = create_client(session, organization.id, label=label)
+        issued = create_oauth_client(session, organization.id, actor=_actor(), label=label)
     click.echo(f"Created OAuth client for organization {org_name!r}.")
     click.echo(f"  Tenant URL:     {scim_base_url(settings)}")
     click.echo(f"  Token endpoint: {public_origin(settings)}{TOKEN_PATH}")
-    click.echo(f"  Client id:      {client_id}")
+    click.echo(f"  Client id:      {issued.id}")
     click.echo("The client secret is shown only this once:")
-    click.echo(secret)
+    click.echo(issued.secret)
 
 
 @client.command("revoke")
@@ -312,7 +328,7 @@ def client_revoke(org_name: str, client_id: str, database_url: str | None) -> No
     """Revoke an OAuth client and every token it was issued."""
     with command_session(database_url) as session:
         organization = get_organization(session, org_name)
-        revoke_credential(session, organization.id, client_id)
+        revoke(session, organization.id, client_id, actor=_actor())
         click.echo(f"Revoked OAuth client {client_id} of organization {org_name!r}.")
 
 
@@ -340,7 +356,7 @@ def db_upgrade(database_url: str | None) -> None:
 
 # -- commands of other parts of Hub ------------------------------------------
 
-for _command in ACCESS_COMMANDS:
+for _command in (*ACCESS_COMMANDS, *CONSOLE_COMMANDS):
     cli.add_command(_command)
 
 for _command in LOG_COMMANDS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import connector.console.tables
 import connector.derived.tables
 import connector.directory.tables
 import connector.tenancy.tables
@@ -26,6 +27,7 @@ TABLE_MODULES = (
     connector.trail.request_log,
     connector.trail.role_changes,
     connector.derived.tables,
+    connector.console.tables,
 )
 
 
