@@ -12,6 +12,9 @@ which touches everyone, stays bounded in memory per batch.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -348,3 +351,53 @@ def client_domain_users(session: Session, org_id: int, config: MappingConfig) ->
         .limit(LISTED_CLIENT_USERS)
     )
     return tuple(rows)
+
+
+class PreviewOutdated(Exception):
+    """The directory or the rules changed since the preview: applying now would do otherwise."""
+
+    def __init__(self, preview: MappingPreview) -> None:
+        super().__init__("the directory changed since the preview; review the new preview")
+        self.preview = preview
+
+
+def preview_fingerprint(preview: MappingPreview, source: str) -> str:
+    """A digest of what a preview shows: the same file doing the same changes to the same users.
+
+    Times are left out, so a preview and the apply of the same state agree.
+    """
+    shown = {
+        "source": source,
+        "users_examined": preview.users_examined,
+        "changes": [change.to_json() for change in preview.changes],
+        "owner_events": [[event.kind.value, event.user_id] for event in preview.owners.events],
+        "unmatched": [rule.number for rule in preview.unmatched_rules],
+        "ambiguous": sorted(preview.ambiguous_rules.items()),
+        "client_domain_users": list(preview.client_domain_users),
+    }
+    encoded = json.dumps(shown, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def apply_previewed_mapping(
+    session: Session,
+    org_id: int,
+    source: str,
+    fingerprint: str,
+    *,
+    actor: str,
+    source_name: str = "console",
+) -> MappingPreview:
+    """Apply ``source`` only if it does exactly what the preview ``fingerprint`` showed.
+
+    Applies under the organization's write lock, in the caller's transaction;
+    when the outcome differs from the preview (a user joined a group, another
+    mapping was applied meanwhile), raises :class:`PreviewOutdated` carrying
+    the new preview, and the caller rolls back: nothing changes.
+    """
+    applied = apply_mapping(
+        session, org_id, source, actor=actor, dry_run=False, source_name=source_name
+    )
+    if preview_fingerprint(applied, source) != fingerprint:
+        raise PreviewOutdated(dataclasses.replace(applied, dry_run=True))
+    return applied

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from connector.console.blueprint import install as install_console
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
 from connector.db.statistics import StatisticsKeeper
@@ -188,6 +189,9 @@ def create_app(
     observability.install(app, engine)
     # The provisioning log: every SCIM request, written in batches outside its transaction.
     install_request_log(app, settings, session_factory, SCIM_PREFIX)
+
+    # -- the IT console under /admin/<org>/ (connector.console) --
+    install_console(app, settings, session_factory)
     return app
 
 
