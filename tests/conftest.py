@@ -10,4 +10,9 @@ import pytest
 # its asserts explain their failures only if pytest rewrites them too.
 pytest.register_assert_rewrite("tests.backend_contract")
 
-pytest_plugins = ["tests.fixtures_db", "tests.fixtures_app", "tests.fixtures_fake"]
+pytest_plugins = [
+    "tests.fixtures_db",
+    "tests.fixtures_app",
+    "tests.fixtures_fake",
+    "tests.fixtures_console",
+]
