@@ -25,7 +25,8 @@ def test_an_unsigned_visitor_goes_to_login_then_to_the_issuer_with_pkce(
     assert query["response_type"] == ["code"]
     assert query["code_challenge_method"] == ["S256"]
     assert query["scope"] == ["openid email profile"]
-    assert query["state"] and query["nonce"] and query["code_challenge"]
+    for parameter in ("state", "nonce", "code_challenge"):
+        assert query[parameter][0]
     assert query["redirect_uri"] == [f"http://localhost{console_org.path('/callback')}"]
 
 
@@ -39,7 +40,8 @@ def test_the_owner_signs_in_and_lands_where_they_were_going(
     assert answer.status_code == 302
     assert answer.headers["Location"] == console_org.path("/owners")
     cookie = answer.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/admin/" in cookie
+    for attribute in ("HttpOnly", "SameSite=Lax", "Path=/admin/"):
+        assert attribute in cookie
     page = client.get(console_org.path("/owners"))
     assert page.status_code == 200
     assert "ada@acme.example" in page.get_data(as_text=True)
