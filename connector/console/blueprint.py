@@ -26,10 +26,11 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from flask_wtf.csrf import generate_csrf, validate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response
+from wtforms.validators import ValidationError
 
 from connector.console.guard import allowed, principal
 from connector.console.sessions import resolve
@@ -95,8 +96,8 @@ def make_blueprint(settings: Settings, session_factory: sessionmaker[Session]) -
         if request.method == "POST":
             try:
                 validate_csrf(request.form.get("csrf_token"))
-            except CSRFError as error:
-                return _page("csrf.html", 400, reason=error.description)
+            except ValidationError as error:
+                return _page("csrf.html", 400, reason=str(error))
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         session_id = session.get(SESSION_KEY)
@@ -181,7 +182,6 @@ def install(app: Flask, settings: Settings, session_factory: sessionmaker[Sessio
         ),
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.console_session_ttl_seconds),
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session, which expires itself
-        WTF_CSRF_SSL_STRICT=True,
     )
     app.session_interface = _ConsoleCookie()
     blueprint = make_blueprint(settings, session_factory)
