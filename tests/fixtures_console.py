@@ -123,6 +123,7 @@ def console_org(
         "Hub Owners": add_group(scim, "Hub Owners", [users["ada@acme.example"]]),
         "Hub Admins": add_group(scim, "Hub Admins", [users["bob@acme.example"]]),
         "Hub Viewers": add_group(scim, "Hub Viewers", [users["dave@acme.example"]]),
+        "PSA Technicians": add_group(scim, "PSA Technicians", [users["carol@acme.example"]]),
     }
     deactivate = scim.patch(
         f"/Users/{users['erin@acme.example']}",
