@@ -154,3 +154,13 @@ def test_the_audit_trail_is_filtered_and_exported_by_owners(
     assert {"id", "at", "actor", "action", "target", "before", "after", "reason"} <= set(entries[0])
     later = client.get(console_org.path("/audit"), query_string={"action": "audit.exported"})
     assert "audit.exported" in later.get_data(as_text=True)
+
+
+def test_the_overview_shows_health_and_the_connection(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    client = owner(console_app, console_org)
+    page = client.get(console_org.path("/")).get_data(as_text=True)
+    assert "Healthy: nothing needs attention." in page
+    assert 'id="idp-silent"' not in page  # the IdP wrote just now
+    assert "Provisioning log (not yet available)" in page

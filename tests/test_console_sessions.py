@@ -149,3 +149,11 @@ def test_a_session_of_one_organization_opens_no_other(
     answer = client.get(f"/admin/{other_name}/people")
     assert answer.status_code == 302
     assert f"/admin/{other_name}/login" in answer.headers["Location"]
+
+
+def test_the_cookie_is_secure_over_https(console_app: Flask, console_org: ConsoleOrg) -> None:
+    client = console_app.test_client()
+    started = client.get(console_org.path("/login"), base_url="https://localhost")
+    assert "Secure" in started.headers["Set-Cookie"]
+    plain = console_app.test_client().get(console_org.path("/login"))
+    assert "Secure" not in plain.headers["Set-Cookie"]

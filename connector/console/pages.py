@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
@@ -58,6 +58,10 @@ from connector.trail.audit import AuditRecord
 from connector.trail.events import EventEndpoint
 
 AUDIT_PAGE_SIZE = 100
+# Okta and Entra push changes within minutes and Entra re-syncs every 40
+# minutes; a week without a single SCIM write means the connection is broken
+# or the app was unassigned.
+IDP_SILENCE = timedelta(days=7)
 
 
 def register(blueprint: Blueprint, settings: Settings) -> None:
@@ -73,8 +77,22 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
             sso = get_sso(db, who.org_id)
         except SsoNotConfigured:
             sso = None
+        writes = [
+            status.last_used_at
+            for status in statuses
+            if status.credential.scope in (Scope.SCIM.value, Scope.CLIENT.value)
+            and status.last_used_at is not None
+        ]
+        last_write = max(writes) if writes else None
+        silent = last_write is None or _now() - last_write > IDP_SILENCE
         return render_template(
-            "overview.html", report=report, statuses=statuses, sso=sso, now=_now()
+            "overview.html",
+            report=report,
+            statuses=statuses,
+            sso=sso,
+            last_write=last_write,
+            silent=silent,
+            silence_days=IDP_SILENCE.days,
         )
 
     @blueprint.get("/me")
