@@ -109,7 +109,7 @@ def test_console_link_prints_a_one_time_url_and_is_audited(runner: CliRunner, ur
     result = hub_scim(runner, url, "console", "link", "--org", "acme")
     assert result.exit_code == 0, result.output
     link = result.output.strip().splitlines()[-1]
-    assert link.startswith("https://scim.acme.example/admin/acme/link/")
+    assert link.startswith("https://scim.acme.example/admin/acme/link?token=")
     assert audit_actions(url)[-1][1] == "console.link_issued"
 
 

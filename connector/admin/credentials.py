@@ -112,7 +112,7 @@ def rotate_credential(session: Session, org_id: int, credential_id: str, *, acto
     """
     old = _find(session, org_id, credential_id)
     if old is None or old.scope == Scope.CLIENT or old.label.startswith("oauth:"):
-        raise CredentialNotFoundError(credential_id)
+        raise CredentialNotFoundError()
     if old.revoked_at is not None:
         raise ValueError("this credential is already revoked: create a new one instead")
     ttl = None if old.expires_at is None else old.expires_at - old.created_at

@@ -133,7 +133,7 @@ def hash_link_token(token: str) -> str:
 
 
 def has_seated_owner(session: Session, org_id: int) -> bool:
-    """Whether the IdP has provisioned a real Owner (docs/rules.md, owner cap)."""
+    """Whether the IdP has provisioned a real Owner (docs/rules.md#owner-cap)."""
     seat = select(OwnerSeat.seat).where(OwnerSeat.org_id == org_id).limit(1)
     return session.scalar(seat) is not None
 

@@ -121,7 +121,7 @@ def console_link(org_name: str, database_url: str | None) -> None:
             raise click.ClickException(str(error)) from None
     at = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     click.echo(f"One-time console sign-in for {org_name!r}, valid until {at} (used once):")
-    click.echo(console_url(settings, org_name, f"/link/{token}"))
+    click.echo(console_url(settings, org_name, f"/link?token={token}"))
 
 
 CONSOLE_COMMANDS: tuple[click.Command, ...] = (sso, console)

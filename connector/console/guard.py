@@ -3,7 +3,7 @@
 Routes declare the :class:`~connector.access.roles.ItAction` they need with
 :func:`requires`; the check runs on the server for every request, whatever
 the page showed. A refusal changes nothing, answers 403 with the rule of the
-matrix (docs/rules.md, roles and permission matrix) and is itself audited.
+matrix (docs/rules.md#roles-and-permission-matrix) and is itself audited.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def refusal_reason(role: Role, action: ItAction) -> str:
     who = " and ".join(f"{r.title}s" for r in allowed) or "nobody"
     return (
         f"{role.title} may not {action.title.lower()}: only {who} may "
-        "(docs/rules.md, roles and permission matrix)"
+        "(docs/rules.md#roles-and-permission-matrix)"
     )
 
 

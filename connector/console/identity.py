@@ -2,8 +2,8 @@
 
 The ID token's ``email`` (else ``preferred_username``) is matched
 case-insensitively against the userName or a primary email of a user the
-organization's IdP provisioned (docs/rules.md, roles and permission matrix).
-A client-domain address is never staff (docs/rules.md, client identities).
+organization's IdP provisioned (docs/rules.md#roles-and-permission-matrix).
+A client-domain address is never staff (docs/rules.md#client-identities).
 """
 
 from __future__ import annotations

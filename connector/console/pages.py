@@ -40,6 +40,7 @@ from connector.admin.mappings import (
     preview_fingerprint,
 )
 from connector.admin.sso import SsoNotConfigured, get_sso
+from connector.admin.webhooks import WebhookSummary, list_webhooks
 from connector.console.guard import console_db, principal, refusal_reason, refuse, requires
 from connector.console.queries import (
     AuditFilter,
@@ -55,7 +56,6 @@ from connector.settings import Settings
 from connector.tenancy.credentials import CredentialNotFoundError, Scope
 from connector.trail import audit
 from connector.trail.audit import AuditRecord
-from connector.trail.events import EventEndpoint
 
 AUDIT_PAGE_SIZE = 100
 # Okta and Entra push changes within minutes and Entra re-syncs every 40
@@ -312,14 +312,9 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
             **extra,
         )
 
-    def _webhooks(org_id: int) -> list[dict[str, Any]]:
-        # Read-only here: id, URL and when; never the signing secret.
-        rows = console_db().execute(
-            select(EventEndpoint.id, EventEndpoint.url, EventEndpoint.created_at)
-            .where(EventEndpoint.org_id == org_id)
-            .order_by(EventEndpoint.created_at)
-        )
-        return [{"id": row.id, "url": row.url, "created_at": row.created_at} for row in rows]
+    def _webhooks(org_id: int) -> list[WebhookSummary]:
+        # Read-only here (managed with `hub-scim webhook`); never the signing secret.
+        return list_webhooks(console_db(), org_id)
 
     @blueprint.post("/connection/credentials")
     @requires(ItAction.MANAGE_CONNECTION)

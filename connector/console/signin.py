@@ -178,16 +178,19 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
         session.clear()
         return redirect(url_for("console.login", signed_out=1))
 
-    @blueprint.get("/link/<token>")
-    def link(token: str) -> Response:
-        # A GET never spends the link (mail scanners and chat previews follow links).
-        return _page("link.html", 200, token=token)
+    @blueprint.get("/link")
+    def link() -> Response:
+        # A GET never spends the link (mail scanners and chat previews follow
+        # links). The token rides in the query string, never in the path that
+        # request logs record, and goes back in the form's body.
+        return _page("link.html", 200, token=request.args.get("token", "")[:200])
 
-    @blueprint.post("/link/<token>")
-    def link_use(token: str) -> Response:
+    @blueprint.post("/link")
+    def link_use() -> Response:
         db = console_db()
         org_id: int = g.console_org_id
-        if not redeem_console_link(db, org_id, token):
+        token = request.form.get("token", "")
+        if not token or not redeem_console_link(db, org_id, token):
             db.commit()  # the refusal's audit entry
             return _page(
                 "signin_refused.html",
