@@ -154,6 +154,8 @@ def test_an_owner_maps_previews_applies_and_an_admin_cannot(
     browser.save_screenshot(str(shots / "products.png"))
     follow(browser, "Connection")
     browser.save_screenshot(str(shots / "connection.png"))
+    follow(browser, "Provisioning log")
+    browser.save_screenshot(str(shots / "log.png"))
     browser.find_element(By.ID, "sign-out").click()
     arrive(browser, "Signed out")
     assert "You are signed out." in browser.find_element(By.ID, "signed-out").text

@@ -56,6 +56,7 @@ def routes(org: ConsoleOrg) -> list[Route]:
         Route("POST", "/connection/credentials", ItAction.MANAGE_CONNECTION, {"scope": "scim"}),
         Route("POST", "/connection/clients", ItAction.MANAGE_CONNECTION, {"label": "entra"}),
         Route("GET", "/audit", ItAction.VIEW_AUDIT),
+        Route("GET", "/log", ItAction.VIEW_HEALTH),
         Route("GET", "/audit/export.csv", ItAction.EXPORT_AUDIT),
         Route("GET", "/audit/export.jsonl", ItAction.EXPORT_AUDIT),
     ]

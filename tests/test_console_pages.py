@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 from connector.db.engine import make_session_factory
 from connector.tenancy.credentials import Scope, authenticate
 from connector.trail.audit import AuditEntry
+from connector.web.request_logging import request_recorder
 from tests.fixtures_console import ConsoleOrg, add_user, csrf_of, sign_in
 
 
@@ -159,8 +160,40 @@ def test_the_audit_trail_is_filtered_and_exported_by_owners(
 def test_the_overview_shows_health_and_the_connection(
     console_app: Flask, console_org: ConsoleOrg
 ) -> None:
+    recorder = request_recorder(console_app)
+    assert recorder is not None
+    recorder.flush()
     client = owner(console_app, console_org)
     page = client.get(console_org.path("/")).get_data(as_text=True)
     assert "Healthy: nothing needs attention." in page
     assert 'id="idp-silent"' not in page  # the IdP wrote just now
-    assert "Provisioning log (not yet available)" in page
+    assert "Provisioning log</a>" in page
+    assert "PATCH /scim/v2/Users/" in page  # the credential's last request, from the log
+
+
+def test_the_provisioning_log_shows_failed_requests_by_user(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    duplicate = console_org.scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "carol@acme.example",
+        },
+    )
+    assert duplicate.status_code == 409
+    recorder = request_recorder(console_app)
+    assert recorder is not None
+    recorder.flush()
+    client = owner(console_app, console_org)
+    everything = client.get(console_org.path("/log")).get_data(as_text=True)
+    assert "PATCH /scim/v2/Users/" in everything
+    failed = client.get(console_org.path("/log"), query_string={"failed": "1"})
+    text = failed.get_data(as_text=True)
+    assert "uniqueness" in text
+    assert "PATCH /scim/v2/Users/" not in text
+    erin = client.get(
+        console_org.path("/log"), query_string={"user": "ERIN@acme.example"}
+    ).get_data(as_text=True)
+    assert f"PATCH /scim/v2/Users/{console_org.users['erin@acme.example']}" in erin
+    assert "/Groups" not in erin.split('id="requests"')[1]

@@ -29,6 +29,7 @@ from connector.tenancy.oauth import create_client
 from connector.tenancy.tables import Credential
 from connector.trail import audit
 from connector.trail.audit import AuditEntry
+from connector.trail.request_log import SCIM_REQUEST_LOG, LoggedRequest, query_requests
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class CredentialStatus:
 
     credential: Credential
     last_used_at: datetime | None
+    last_request: LoggedRequest | None = None
 
     @property
     def usable(self) -> bool:
@@ -195,5 +197,37 @@ def connection_status(session: Session, org_id: int) -> list[CredentialStatus]:
                 AuditEntry.actor.in_(actors),
             )
         )
-        statuses.append(CredentialStatus(credential, last))
+        credential_ids = [actor.removeprefix("scim:") for actor in actors]
+        statuses.append(
+            CredentialStatus(credential, last, _last_request(session, org_id, credential_ids))
+        )
     return statuses
+
+
+def _last_request(session: Session, org_id: int, credential_ids: list[str]) -> LoggedRequest | None:
+    """The newest provisioning-log row of these credentials, if the log holds one."""
+    table = SCIM_REQUEST_LOG
+    row = session.execute(
+        select(table)
+        .where(table.c.org_id == org_id, table.c.credential_id.in_(credential_ids))
+        .order_by(table.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return query_requests(session, org_id, before=row.id + 1, limit=1).requests[0]
+
+
+# Statuses that mean provisioning is not getting through, unlike a 404 lookup
+# miss or a 409 "user exists" that Okta and Entra expect and handle.
+_BROKEN = frozenset({401, 403, 429})
+
+
+def recent_failures(session: Session, org_id: int, window: int = 10) -> tuple[int, int]:
+    """Of the last ``window`` SCIM requests of the organization: how many failed, of how many.
+
+    Not getting through: refused credentials (401, 403), the rate limit (429), server errors (5xx).
+    """
+    requests = query_requests(session, org_id, limit=window).requests
+    failed = sum(1 for item in requests if item.status >= 500 or item.status in _BROKEN)
+    return failed, len(requests)

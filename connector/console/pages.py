@@ -26,6 +26,7 @@ from connector.admin.credentials import (
     connection_status,
     create_oauth_client,
     issue_credential,
+    recent_failures,
     revoke,
     rotate_credential,
 )
@@ -56,8 +57,10 @@ from connector.settings import Settings
 from connector.tenancy.credentials import CredentialNotFoundError, Scope
 from connector.trail import audit
 from connector.trail.audit import AuditRecord
+from connector.trail.request_log import RequestLogFilter, query_requests
 
 AUDIT_PAGE_SIZE = 100
+LOG_PAGE_SIZE = 100
 # Okta and Entra push changes within minutes and Entra re-syncs every 40
 # minutes; a week without a single SCIM write means the connection is broken
 # or the app was unassigned.
@@ -85,6 +88,7 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
         ]
         last_write = max(writes) if writes else None
         silent = last_write is None or _now() - last_write > IDP_SILENCE
+        failed, recent = recent_failures(db, who.org_id)
         return render_template(
             "overview.html",
             report=report,
@@ -93,6 +97,8 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
             last_write=last_write,
             silent=silent,
             silence_days=IDP_SILENCE.days,
+            failed=failed,
+            recent=recent,
         )
 
     @blueprint.get("/me")
@@ -367,6 +373,38 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
         )
         db.commit()
         return _connection_page(issued=issued)
+
+    @blueprint.get("/log")
+    @requires(ItAction.VIEW_HEALTH)
+    def provisioning_log() -> str:
+        problem = None
+        status: int | None = None
+        try:
+            since = _date(request.args.get("since"))
+            until = _date(request.args.get("until"))
+        except ValueError:
+            since = until = None
+            problem = "dates are written 2026-12-04 or 2026-12-04T09:30"
+        if request.args.get("status"):
+            status = _int(request.args.get("status"), 0) or None
+        where = RequestLogFilter(
+            failed=request.args.get("failed") == "1",
+            status=status,
+            user=request.args.get("user", "").strip()[:512] or None,
+            since=since,
+            until=until,
+        )
+        before = _int(request.args.get("before"), 0) or None
+        found = query_requests(
+            console_db(), principal().org_id, where, before=before, limit=LOG_PAGE_SIZE
+        )
+        return render_template(
+            "log.html",
+            found=found,
+            where=where,
+            problem=problem,
+            args={k: v for k, v in request.args.items() if k != "before"},
+        )
 
     @blueprint.get("/audit")
     @requires(ItAction.VIEW_AUDIT)
