@@ -20,6 +20,7 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from connector.web.request_logging import request_recorder
 from tests.fixtures_console import ConsoleOrg
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -113,8 +114,15 @@ def follow(browser: WebDriver, link: str, title: str | None = None) -> None:
 
 
 def test_an_owner_maps_previews_applies_and_an_admin_cannot(
-    browser: WebDriver, console_url: str, console_org: ConsoleOrg, shots: Path
+    browser: WebDriver,
+    console_app: Flask,
+    console_url: str,
+    console_org: ConsoleOrg,
+    shots: Path,
 ) -> None:
+    recorder = request_recorder(console_app)
+    assert recorder is not None
+    recorder.flush()  # the IdP's requests so far, in the provisioning log at once
     home = f"{console_url}{console_org.path('/')}"
     sign_in_at_idp(browser, home, "ada@acme.example")
     arrive(browser, "Overview")
