@@ -104,9 +104,7 @@ def console_app(app_factory: Callable[..., Flask]) -> Flask:
 
 
 @pytest.fixture
-def console_org(
-    console_app: Flask, engine: Engine, org_id: int, oidc_issuer: str
-) -> ConsoleOrg:
+def console_org(console_app: Flask, engine: Engine, org_id: int, oidc_issuer: str) -> ConsoleOrg:
     """Acme's staff: ada (Owner), bob (Admin), carol (Member), dave (Viewer), erin (left)."""
     scim = ScimClient(console_app.test_client(), issue_token(engine, org_id))
     users = {

@@ -12,9 +12,9 @@ from sqlalchemy.pool import NullPool
 
 from connector.admin.sso import open_client_secret
 from connector.cli.main import cli
-from connector.console.sealing import SealingError
-from connector.console.tables import ConsoleSso
 from connector.db.engine import make_engine, make_session_factory
+from connector.tenancy.console import ConsoleSso
+from connector.tenancy.sealing import SealingError
 from connector.trail.audit import AuditEntry
 
 KEY = "a-console-key-of-more-than-32-characters!"

@@ -1,7 +1,7 @@
 """The console's sign-in settings and break-glass links: one service each, for CLI and console.
 
 ``hub-scim sso set`` registers an organization's OIDC web app (issuer, client
-id, client secret sealed at rest: :mod:`connector.console.sealing`);
+id, client secret sealed at rest: :mod:`connector.tenancy.sealing`);
 ``hub-scim console link`` issues a one-time sign-in URL for a brand-new
 organization with nobody provisioned yet. Both are audited.
 """
@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from connector.console.sealing import seal, unseal
-from connector.console.tables import ConsoleLink, ConsoleSso
 from connector.db.base import utcnow
 from connector.derived.tables import OwnerSeat
+from connector.tenancy.console import ConsoleLink, ConsoleSso
+from connector.tenancy.sealing import seal, unseal
 from connector.trail import audit
 
 LINK_LIFETIME = timedelta(minutes=15)

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from connector.access.roles import Role
 from connector.admin.sso import has_seated_owner
 from connector.console.identity import current_role
-from connector.console.tables import ConsoleSession
 from connector.db.base import utcnow
+from connector.tenancy.console import ConsoleSession
 
 SESSION_ID_BYTES = 32
 # last_seen_at is written at most this often, so that reading pages does not

@@ -35,9 +35,9 @@ from connector.admin.sso import (
 from connector.console.blueprint import ORG_KEY, SESSION_KEY, safe_next
 from connector.console.guard import console_db
 from connector.console.identity import SignInRefused, claimed_login, find_staff_user
-from connector.console.sealing import SealingError
 from connector.console.sessions import BOOTSTRAP_NAME, end_session, start_session
 from connector.settings import Settings
+from connector.tenancy.sealing import SealingError
 from connector.trail import audit
 
 SCOPES = "openid email profile"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-import connector.console.tables
 import connector.derived.tables
 import connector.directory.tables
+import connector.tenancy.console
 import connector.tenancy.tables
 import connector.trail.audit
 import connector.trail.events
@@ -27,7 +27,7 @@ TABLE_MODULES = (
     connector.trail.request_log,
     connector.trail.role_changes,
     connector.derived.tables,
-    connector.console.tables,
+    connector.tenancy.console,
 )
 
 

@@ -2,7 +2,7 @@
 
 ``console_sso`` holds the OIDC client secret sealed with the service's key;
 ``console_sessions`` and ``console_links`` hold only SHA-256 hashes of their
-tokens (connector/console/tables.py).
+tokens (connector/tenancy/console.py).
 
 Revision ID: 0007
 Revises: 0006

@@ -1,7 +1,7 @@
-"""The console's tables: each organization's OIDC settings, sign-in sessions, break-glass links.
+"""The IT console's tables: each organization's OIDC settings, sessions, break-glass links.
 
 Secrets are never stored as given: the OIDC client secret is sealed with the
-service's key (:mod:`connector.console.sealing`), session ids and one-time
+service's key (:mod:`connector.tenancy.sealing`), session ids and one-time
 link tokens are kept as SHA-256 hashes, like bearer credentials.
 """
 
