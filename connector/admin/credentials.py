@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connector.admin.auditing import audit_action
 from connector.tenancy.credentials import (
     CredentialNotFoundError,
     Scope,
@@ -27,7 +28,6 @@ from connector.tenancy.credentials import (
 )
 from connector.tenancy.oauth import create_client
 from connector.tenancy.tables import Credential
-from connector.trail import audit
 from connector.trail.audit import AuditEntry
 from connector.trail.request_log import SCIM_REQUEST_LOG, LoggedRequest, query_requests
 
@@ -70,7 +70,7 @@ def issue_credential(
     credential_id, token = create_credential(session, org_id, scope, label=label, ttl=ttl)
     credential = session.get(Credential, credential_id)
     assert credential is not None
-    audit.record(
+    audit_action(
         session,
         org_id,
         actor=actor,
@@ -92,7 +92,7 @@ def revoke(session: Session, org_id: int, token_or_id: str, *, actor: str) -> Cr
     credential = revoke_credential(session, org_id, token_or_id)
     if not was_revoked:
         kind = "oauth_client" if credential.scope == Scope.CLIENT else "credential"
-        audit.record(
+        audit_action(
             session,
             org_id,
             actor=actor,
@@ -127,7 +127,7 @@ def rotate_credential(session: Session, org_id: int, credential_id: str, *, acto
 def create_oauth_client(session: Session, org_id: int, *, actor: str, label: str = "") -> Issued:
     """An OAuth client (client-credentials grant); audited, secret returned once."""
     client_id, secret = create_client(session, org_id, label=label)
-    audit.record(
+    audit_action(
         session,
         org_id,
         actor=actor,

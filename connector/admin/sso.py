@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from connector.admin.auditing import audit_action
 from connector.db.base import utcnow
 from connector.derived.tables import OwnerSeat
 from connector.tenancy.console import ConsoleLink, ConsoleSso
 from connector.tenancy.sealing import seal, unseal
-from connector.trail import audit
 
 LINK_LIFETIME = timedelta(minutes=15)
 LINK_TOKEN_BYTES = 32
@@ -94,7 +94,7 @@ def set_sso(
     row.updated_at = utcnow()
     row.updated_by = actor
     session.flush()
-    audit.record(
+    audit_action(
         session,
         org_id,
         actor=actor,
@@ -162,7 +162,7 @@ def create_console_link(session: Session, org_id: int, *, actor: str) -> tuple[s
         )
     )
     session.flush()
-    audit.record(
+    audit_action(
         session,
         org_id,
         actor=actor,
@@ -195,7 +195,7 @@ def redeem_console_link(session: Session, org_id: int, token: str) -> bool:
         .values(used_at=now)
     )
     if getattr(claim, "rowcount", 0) != 1 or has_seated_owner(session, org_id):
-        audit.record(
+        audit_action(
             session,
             org_id,
             actor="console:bootstrap",
@@ -204,7 +204,7 @@ def redeem_console_link(session: Session, org_id: int, token: str) -> bool:
             reason="link already used or expired, or an Owner is provisioned",
         )
         return False
-    audit.record(
+    audit_action(
         session,
         org_id,
         actor="console:bootstrap",

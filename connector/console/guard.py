@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from connector.access.roles import PERMISSION_MATRIX, ItAction, Role, may
+from connector.admin.auditing import audit_action
 from connector.console.sessions import Principal
-from connector.trail import audit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +50,7 @@ def refuse(action: ItAction, reason: str) -> Response:
     who = principal()
     db = console_db()
     db.rollback()
-    audit.record(
+    audit_action(
         db,
         who.org_id,
         actor=who.actor,

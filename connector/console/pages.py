@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.mapping import MappingError
 from connector.access.roles import ItAction, may
+from connector.admin.auditing import audit_action
 from connector.admin.credentials import (
     connection_status,
     create_oauth_client,
@@ -55,7 +56,6 @@ from connector.derived.queries import user_access
 from connector.derived.tables import MappingDocument, ProductStateRow
 from connector.settings import Settings
 from connector.tenancy.credentials import CredentialNotFoundError, Scope
-from connector.trail import audit
 from connector.trail.audit import AuditRecord
 from connector.trail.request_log import RequestLogFilter, query_requests
 
@@ -438,7 +438,7 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
         who = principal()
         db = console_db()
         audit_filter, _problem = _audit_filter()
-        audit.record(
+        audit_action(
             db,
             who.org_id,
             actor=who.actor,

@@ -25,6 +25,7 @@ from flask import Blueprint, g, redirect, render_template, request, session, url
 from joserfc.errors import JoseError
 from werkzeug.wrappers import Response
 
+from connector.admin.auditing import audit_action
 from connector.admin.sso import (
     SsoNotConfigured,
     SsoSettings,
@@ -38,7 +39,6 @@ from connector.console.identity import SignInRefused, claimed_login, find_staff_
 from connector.console.sessions import BOOTSTRAP_NAME, end_session, start_session
 from connector.settings import Settings
 from connector.tenancy.sealing import SealingError
-from connector.trail import audit
 
 SCOPES = "openid email profile"
 NEXT_KEY = "console_next"
@@ -143,7 +143,7 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
             user_name=user.user_name,
             lifetime=timedelta(seconds=lifetime),
         )
-        audit.record(
+        audit_action(
             db,
             org_id,
             actor=f"console:{user.user_name}",
@@ -166,7 +166,7 @@ def register(blueprint: Blueprint, settings: Settings) -> None:
             end_session(db, session_id, "signed out")
             who = g.get("console_principal")
             if who is not None:
-                audit.record(
+                audit_action(
                     db,
                     who.org_id,
                     actor=who.actor,
@@ -225,7 +225,7 @@ def _oauth_reason(error: Exception) -> str:
 def _refused(org_id: int, login_name: str, reason: str) -> Response:
     db = console_db()
     db.rollback()
-    audit.record(
+    audit_action(
         db,
         org_id,
         actor=f"console:{login_name}",
