@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -178,3 +178,28 @@ def _token_of(client: object, name: str, token: str) -> str:
     html = client.get(f"/admin/{name}/link", query_string={"token": token}).get_data(as_text=True)
     marker = 'name="csrf_token" value="'
     return html[html.index(marker) + len(marker) :].split('"', 1)[0]
+
+
+def test_a_code_issued_to_another_application_is_refused(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    """Someone signs in to another app registered at the same issuer and brings its code here.
+
+    The code is bound to that app's client id: exchanged under the console's
+    own client id, the provider refuses it, and no session starts.
+    """
+    client = console_app.test_client()
+    started = client.get(console_org.path("/login"))
+    ours = urlsplit(started.headers["Location"])
+    query = parse_qs(ours.query)
+    query["client_id"] = ["another-application"]
+    theirs = urlunsplit(ours._replace(query=urlencode(query, doseq=True)))
+    callback = authorize_at_idp(theirs, "ada@acme.example")
+
+    answer = client.get(callback)
+
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 403
+    assert "identity provider&#39;s answer was refused" in page, page
+    assert "does not match a sign-in started here" not in page
+    assert client.get(console_org.path("/me")).status_code == 302
