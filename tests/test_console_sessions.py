@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from connector.db.engine import make_session_factory
+from connector.tenancy.console import ConsoleSession
 from connector.tenancy.credentials import find_credential
 from tests.fixtures_app import ScimClient
 from tests.fixtures_console import ConsoleOrg, add_user, csrf_of, sign_in
@@ -157,3 +160,46 @@ def test_the_cookie_is_secure_over_https(console_app: Flask, console_org: Consol
     assert "Secure" in started.headers["Set-Cookie"]
     plain = console_app.test_client().get(console_org.path("/login"))
     assert "Secure" not in plain.headers["Set-Cookie"]
+
+
+def _age_sessions(engine: Engine, org_id: int, **moved_back: timedelta) -> None:
+    """Move the organization's open sessions back in time, as if the clock had run on."""
+    with make_session_factory(engine)() as db:
+        for record in db.scalars(
+            select(ConsoleSession).where(
+                ConsoleSession.org_id == org_id, ConsoleSession.ended_at.is_(None)
+            )
+        ):
+            for column, delta in moved_back.items():
+                setattr(record, column, getattr(record, column) - delta)
+        db.commit()
+
+
+def test_a_session_left_idle_too_long_ends(
+    console_app: Flask, console_org: ConsoleOrg, engine: Engine
+) -> None:
+    client = console_app.test_client()
+    sign_in(client, console_org, "bob@acme.example")
+    assert client.get(console_org.path("/people")).status_code == 200
+
+    _age_sessions(engine, console_org.org_id, last_seen_at=timedelta(hours=2))
+    after = client.get(console_org.path("/people"))
+
+    assert after.status_code == 302
+    assert "/login" in after.headers["Location"]
+    assert client.get(console_org.path("/people")).status_code == 302
+
+
+def test_a_session_ends_at_its_lifetime_however_busy(
+    console_app: Flask, console_org: ConsoleOrg, engine: Engine
+) -> None:
+    client = console_app.test_client()
+    sign_in(client, console_org, "bob@acme.example")
+    assert client.get(console_org.path("/people")).status_code == 200
+
+    # Used a moment ago, but begun past its lifetime.
+    _age_sessions(engine, console_org.org_id, expires_at=timedelta(hours=9))
+    after = client.get(console_org.path("/people"))
+
+    assert after.status_code == 302
+    assert "/login" in after.headers["Location"]
