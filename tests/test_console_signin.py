@@ -130,6 +130,8 @@ def test_next_never_leaves_the_organizations_console(
         "//evil.example/admin/",
         "/admin/other-org/people",
         console_org.path("/../../scim/v2/Users"),
+        console_org.path("/%2e%2e/%2e%2e/scim/v2/Users"),
+        console_org.path("/%2E%2E/other"),
         "/\\evil.example",
     ):
         client = console_app.test_client()

@@ -31,7 +31,7 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 def okta_user(user_name: str, **attributes: Any) -> dict[str, Any]:
-    """A user as Okta pushes it (idp/lifecycle-samples.json)."""
+    """A user as Okta pushes it (tests/replay/samples/idp_lifecycle.json)."""
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
         "userName": user_name,

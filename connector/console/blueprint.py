@@ -153,13 +153,15 @@ def safe_next(target: str | None, org_name: str) -> str | None:
     if not target:
         return None
     prefix = f"/admin/{org_name}/"
+    path = target.split("?", 1)[0]
+    # A browser reads %2e%2e as "..": no escape in the path, and no dot segment.
     if (
         not target.startswith(prefix)
         or "//" in target
         or "\\" in target
+        or "%" in path
         or any(ord(char) < 0x20 for char in target)
-        or "/../" in target
-        or target.endswith("/..")
+        or any(segment in (".", "..") for segment in path.split("/"))
     ):
         return None
     return target

@@ -110,7 +110,14 @@ def make_engine(
     # server dropped (a restart, a failover) fails its request as a 503 with
     # Retry-After, and SQLAlchemy then invalidates the whole pool, so the
     # retry, and every request after it, gets a fresh connection.
-    kwargs.setdefault("pool_recycle", 3600)
+    # Cloud load balancers and NATs drop idle flows after minutes (about 4 on
+    # Azure): recycle idle connections before that, and let TCP keepalives
+    # find a dropped one in seconds instead of a request hanging on it.
+    kwargs.setdefault("pool_recycle", 240)
+    kwargs.setdefault(
+        "connect_args",
+        {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
+    )
     engine = create_engine(url, **kwargs)
     if statement_timeout_seconds is not None:
         milliseconds = max(1, round(statement_timeout_seconds * 1000))
