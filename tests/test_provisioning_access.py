@@ -22,7 +22,16 @@ from connector.trail.audit import AuditEntry
 from connector.trail.events import Event
 from scim.backend import ResourceKind
 from tests.fixtures_app import ScimClient
-from tests.scenarios import OWNERS_MAPPING, PSA_CREATE, PSA_READ, USER_SCHEMA, Hub, Idp
+from tests.scenarios import (
+    OWNERS_MAPPING,
+    PSA_CREATE,
+    PSA_READ,
+    USER_SCHEMA,
+    Hub,
+    Idp,
+    Rule,
+    mapping,
+)
 
 
 @pytest.fixture
@@ -486,3 +495,18 @@ def test_the_health_report_names_what_needs_attention(idp: Idp, hub: Hub) -> Non
     text = report.to_text()
     assert "Held third Owner #1: cy" in text
     assert "Dormant:" in text
+
+
+def test_a_bound_group_deleted_and_pushed_again_binds_its_rule_again(idp: Idp, hub: Hub) -> None:
+    """Okta deletes "Service Desk" and pushes it anew: its members get the rule's role again."""
+    hub.apply(mapping(Rule(group="Service Desk", role="admin")))
+    ada = idp.user("ada@msp.example")
+    first = idp.group("Service Desk", [ada])
+    assert hub.role(ada) == "admin"
+
+    idp.delete_group(first)
+    assert hub.role(ada) == "member"
+    again = idp.group("Service Desk")
+    idp.add(again, ada)
+
+    assert hub.role(ada) == "admin"

@@ -25,7 +25,7 @@ argument, never ambient state, and the store never calls back.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -214,12 +214,10 @@ class ScimWrites:
         return stored
 
     def _create_group(self, document: Document, members: MemberChanges | None) -> Stored:
-        rules = self._rules()
+        rules = self._rules_for_group(lambda found: _binds_rule(found, _group_ref("", document)))
         bound = _binds_rule(rules, _group_ref("", document))
-        if bound:
-            rules = self._rules_for_binding()
-            if members is not None:
-                self._lock_members(None, members)
+        if bound and members is not None:
+            self._lock_members(None, members)
         written = self.store.create(GROUP, document, members, members_checked=bound)
         group_id = written.stored.id
         journal = Journal()
@@ -235,10 +233,10 @@ class ScimWrites:
         members: MemberChanges | None,
         expected_version: str | None,
     ) -> Stored:
-        rules = self._rules()
+        rules = self._rules_for_group(
+            lambda found: _binds_rule(found, _group_ref(group_id, document))
+        )
         binds = _binds_rule(rules, _group_ref(group_id, document))
-        if binds:
-            rules = self._rules_for_binding()
         bound = binds or group_id in rules.bound_group_ids
         if bound:
             # The group first, then its users, as every membership write.
@@ -269,7 +267,9 @@ class ScimWrites:
         return written.stored
 
     def _delete_group(self, group_id: str, expected_version: str | None) -> None:
-        rules = self._rules()
+        # A bound group's rule bindings go with it (foreign key): a change of
+        # the rules, under their exclusive lock.
+        rules = self._rules_for_group(lambda found: group_id in found.bound_group_ids)
         if group_id in rules.bound_group_ids:
             self.store.lock(GROUP, group_id, expected_version=expected_version)
             lock_users(self.session, self.org_id, self.store.member_ids(group_id))
@@ -310,22 +310,38 @@ class ScimWrites:
 
     # -- the steps -----------------------------------------------------------------------
 
-    def _rules(self) -> OrgRules:
-        """Step 1: the organization's rules, held shared until commit, read once."""
-        begin_writing(self.session)
-        lock_rules_shared(self.session, self.org_id)
-        return load_rules(self.session, self.org_id)
+    def _rules(self, *, exclusive: bool = False) -> OrgRules:
+        """Step 1: the organization's rules, held until commit, read once under the lock.
 
-    def _rules_for_binding(self) -> OrgRules:
-        """Step 1 for a group write that binds a rule: the rules held exclusive.
-
-        Bindings change only under the exclusive lock, so every writer that
-        read them shared finishes before this one binds, and none starts
-        until it commits. Nothing else writes the rules while a shared lock is
-        held, so what was read stays true.
+        Shared by every write; exclusive for one that changes a binding (a
+        group write that binds a rule, a bound group's delete). Bindings and
+        the mapping change only under the exclusive lock, so what a shared
+        holder read stays true until it commits.
         """
-        lock_rules_exclusive(self.session, self.org_id)
+        begin_writing(self.session)
+        if exclusive:
+            lock_rules_exclusive(self.session, self.org_id)
+        else:
+            lock_rules_shared(self.session, self.org_id)
+        # Whatever was read before the lock was granted may be stale now.
+        forget_rules(self.session, self.org_id)
         return load_rules(self.session, self.org_id)
+
+    def _rules_for_group(self, changes_bindings: Callable[[OrgRules], bool]) -> OrgRules:
+        """Step 1 for a group write: exclusive when it changes a binding, decided beforehand.
+
+        A look at the rules without a lock decides which lock to take, so a
+        shared lock is never upgraded (two upgraders would deadlock). Should
+        the rules have changed in between so that the write now binds, the
+        upgrade is taken as a last resort: the database breaks a deadlock,
+        if any, with a retryable 503.
+        """
+        begin_writing(self.session)
+        exclusive = changes_bindings(load_rules(self.session, self.org_id))
+        rules = self._rules(exclusive=exclusive)
+        if not exclusive and changes_bindings(rules):
+            rules = self._rules(exclusive=True)
+        return rules
 
     def _lock_members(self, group_id: str | None, members: MemberChanges) -> None:
         """Step 3: lock every user the delta can touch, in id order; refuse unknown ones.
