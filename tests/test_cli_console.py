@@ -129,10 +129,11 @@ def test_credential_commands_are_audited_and_rotate_replaces_the_token(
     client_id = client.output.split("Client id:")[1].split()[0]
     assert hub_scim(runner, url, "client", "revoke", "--org", "acme", client_id).exit_code == 0
     actions = [action for _actor, action in audit_actions(url)]
+    assert "keeps working until" in rotated.output
     assert actions == [
         "credential.created",
         "credential.created",
-        "credential.revoked",
+        "credential.rotated",
         "oauth_client.created",
         "oauth_client.revoked",
     ]

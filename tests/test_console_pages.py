@@ -6,13 +6,15 @@ import csv
 import io
 import json
 import re
+from datetime import timedelta
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from connector.db.base import utcnow
 from connector.db.engine import make_session_factory
-from connector.tenancy.credentials import Scope, authenticate
+from connector.tenancy.credentials import Scope, authenticate, find_credential
 from connector.trail.audit import AuditEntry
 from connector.web.request_logging import request_recorder
 from tests.fixtures_console import ConsoleOrg, add_user, csrf_of, sign_in
@@ -84,7 +86,7 @@ def test_a_manual_grant_from_the_console_is_the_clis_service_with_the_console_ac
     assert "psa.tickets.teleport" in bad.get_data(as_text=True)
 
 
-def test_a_new_token_is_shown_once_and_rotation_replaces_it(
+def test_a_new_token_is_shown_once_and_rotation_retires_the_old_within_a_day(
     console_app: Flask, console_org: ConsoleOrg, engine: Engine
 ) -> None:
     client = owner(console_app, console_org)
@@ -113,9 +115,15 @@ def test_a_new_token_is_shown_once_and_rotation_replaces_it(
     ).get_data(as_text=True)
     fresh = re.search(r'<pre id="secret">(hubscim_[^<]+)</pre>', rotated)
     assert fresh is not None
+    assert "keeps working until" in rotated
     with make_session_factory(engine)() as session:
-        assert authenticate(session, token, Scope.SCIM) is None
+        # The IdP keeps working on the old token while IT pastes the new one.
+        assert authenticate(session, token, Scope.SCIM) == console_org.org_id
         assert authenticate(session, fresh.group(1), Scope.SCIM) == console_org.org_id
+        old = find_credential(session, token)
+        assert old is not None
+        assert old.expires_at is not None
+        assert old.expires_at - utcnow() <= timedelta(hours=24)
 
 
 def test_products_are_set_by_the_owner(console_app: Flask, console_org: ConsoleOrg) -> None:

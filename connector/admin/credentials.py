@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector.admin.auditing import audit_action
+from connector.db.base import utcnow
+from connector.errors import InvalidInput
 from connector.tenancy.credentials import (
     CredentialNotFoundError,
     Scope,
@@ -42,6 +44,7 @@ class Issued:
     label: str
     expires_at: datetime | None = None
     replaces: str | None = None
+    replaced_until: datetime | None = None  # when the credential it replaces stops working
 
 
 def _describe(credential: Credential) -> dict[str, object]:
@@ -105,22 +108,56 @@ def revoke(session: Session, org_id: int, token_or_id: str, *, actor: str) -> Cr
     return credential
 
 
-def rotate_credential(session: Session, org_id: int, credential_id: str, *, actor: str) -> Issued:
-    """Create a credential like ``credential_id`` (same scope, label and lifetime), revoke the old.
+ROTATION_GRACE = timedelta(hours=24)
+"""How long a rotated credential keeps working beside its replacement, by default."""
 
-    One transaction: the IdP is never left without a usable token, and the
-    old token stops on the next request after the caller commits.
+
+def rotate_credential(
+    session: Session,
+    org_id: int,
+    credential_id: str,
+    *,
+    actor: str,
+    grace: timedelta = ROTATION_GRACE,
+) -> Issued:
+    """Create a credential like ``credential_id`` (same scope, label, lifetime); retire the old.
+
+    The old one keeps working for ``grace`` (it expires then, or sooner if it
+    was to expire sooner), so the IdP never meets a 401 while IT pastes the
+    new token: Entra ID quarantines an app whose requests keep failing, and
+    Okta marks its pushes failed. Revoking it at once stays a separate action.
     """
     old = _find(session, org_id, credential_id)
     if old is None or old.scope == Scope.CLIENT or old.label.startswith("oauth:"):
         raise CredentialNotFoundError()
     if old.revoked_at is not None:
-        raise ValueError("this credential is already revoked: create a new one instead")
+        raise InvalidInput("this credential is already revoked: create a new one instead")
     ttl = None if old.expires_at is None else old.expires_at - old.created_at
     issued = issue_credential(session, org_id, old.scope, actor=actor, label=old.label, ttl=ttl)
-    revoke(session, org_id, old.id, actor=actor)
+    before = _describe(old)
+    retire_at = utcnow() + grace
+    if old.expires_at is None or old.expires_at > retire_at:
+        old.expires_at = retire_at
+    session.flush()
+    audit_action(
+        session,
+        org_id,
+        actor=actor,
+        action="credential.rotated",
+        target=f"credential:{old.id}",
+        before=before,
+        after={**_describe(old), "replaced_by": issued.id},
+        reason=f"{old.scope} credential rotated; it works until "
+        f"{old.expires_at:%Y-%m-%d %H:%M} UTC",
+    )
     return Issued(
-        issued.id, issued.secret, issued.scope, issued.label, issued.expires_at, replaces=old.id
+        issued.id,
+        issued.secret,
+        issued.scope,
+        issued.label,
+        issued.expires_at,
+        replaces=old.id,
+        replaced_until=old.expires_at,
     )
 
 

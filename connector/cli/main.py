@@ -235,20 +235,22 @@ def token_create(
 @database_url_option
 @handle_errors
 def token_rotate(org_name: str, credential_id: str, database_url: str | None) -> None:
-    """Create a token like CREDENTIAL_ID (same scope, label, lifetime); revoke the old at once.
+    """Create a token like CREDENTIAL_ID (same scope, label, lifetime); the old one stops in 24 h.
 
-    The new token is printed once, alone on the last line: paste it into the
-    IdP right away, since the old one stops working on its next request.
+    The new token is printed once, alone on the last line. The old token keeps
+    working for 24 hours, so the IdP meets no 401 while it is replaced there;
+    revoke it sooner with `hub-scim token revoke` once the IdP uses the new one.
     """
     with command_session(database_url) as session:
         organization = get_organization(session, org_name)
-        try:
-            issued = rotate_credential(session, organization.id, credential_id, actor=_actor())
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
+        issued = rotate_credential(session, organization.id, credential_id, actor=_actor())
+    until = issued.replaced_until
     click.echo(
-        f"Created {issued.scope} credential {issued.id} and revoked {issued.replaces} "
-        f"of organization {org_name!r}."
+        f"Created {issued.scope} credential {issued.id} for organization {org_name!r}; "
+        f"{issued.replaces} keeps working until "
+        f"{until:%Y-%m-%d %H:%M} UTC."
+        if until
+        else f"Created {issued.scope} credential {issued.id}."
     )
     click.echo("The new token is shown only this once:")
     click.echo(issued.secret)
