@@ -147,8 +147,17 @@ def console_org(console_app: Flask, engine: Engine, org_id: int, oidc_issuer: st
     return ConsoleOrg(org_id, name, scim, users, groups)
 
 
-def authorize_at_idp(location: str, login: str) -> str:
-    """The person picks ``login`` at the provider; returns the callback path and query."""
+def at_idp(location: str, login: str, **claims: object) -> None:
+    """The provider's record of ``login``: a verified email unless ``claims`` say otherwise."""
+    issuer = f"{urlsplit(location).scheme}://{urlsplit(location).netloc}"
+    record = {"email": login, "email_verified": True, **claims}
+    answer = requests.put(f"{issuer}/users/{login}", json=record, timeout=10)
+    assert answer.status_code == 204, answer.text
+
+
+def authorize_at_idp(location: str, login: str, **claims: object) -> str:
+    """The person ``login`` signs in at the provider; returns the callback path and query."""
+    at_idp(location, login, **claims)
     answer = requests.post(location, data={"sub": login}, allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     back = urlsplit(answer.headers["Location"])

@@ -205,3 +205,43 @@ def test_a_code_issued_to_another_application_is_refused(
     assert "identity provider&#39;s answer was refused" in page, page
     assert "does not match a sign-in started here" not in page
     assert client.get(console_org.path("/me")).status_code == 302
+
+
+def test_an_unverified_email_claim_never_signs_in_as_the_staff_member_it_names(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    """Someone sets another staff member's address as their own profile email."""
+    client = console_app.test_client()
+    started = client.get(console_org.path("/login"))
+    callback = authorize_at_idp(
+        started.headers["Location"],
+        "mallory",
+        email="ada@acme.example",
+        email_verified=False,
+        preferred_username="mallory@acme.example",
+    )
+
+    answer = client.get(callback)
+
+    assert answer.status_code == 403
+    assert client.get(console_org.path("/me")).status_code == 302
+
+
+def test_an_entra_user_principal_name_signs_in_without_an_email_claim(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    """Entra ID sends no email_verified: its preferred_username (the UPN) names the person."""
+    client = console_app.test_client()
+    started = client.get(console_org.path("/login"))
+    callback = authorize_at_idp(
+        started.headers["Location"],
+        "0a1b2c3d-entra-object",
+        email=None,
+        email_verified=None,
+        preferred_username="bob@acme.example",
+    )
+
+    assert client.get(callback).status_code == 302
+    page = client.get(console_org.path("/me"))
+    assert page.status_code == 200
+    assert "bob@acme.example" in page.get_data(as_text=True)

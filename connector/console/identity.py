@@ -34,12 +34,24 @@ class SignInRefused(Exception):
 
 
 def claimed_login(claims: Mapping[str, Any]) -> str:
-    """The ID token's ``email``, else ``preferred_username`` (OpenID Connect Core 5.1)."""
-    for name in ("email", "preferred_username"):
-        value = claims.get(name)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    raise SignInRefused("the identity provider sent neither an email nor a preferred_username")
+    """Who the ID token says signed in: a verified ``email``, else ``preferred_username``.
+
+    OpenID Connect Core 5.1. An ``email`` counts only when the provider
+    vouches for it (``email_verified`` true): an address a person can set on
+    their own profile must never open another staff member's console. Okta
+    sends ``email_verified``; without it, as on Entra ID, the
+    ``preferred_username`` (Okta's login, Entra's user principal name, which
+    both IdPs provision as the SCIM userName by default) names the person.
+    """
+    email = claims.get("email")
+    if claims.get("email_verified") is True and isinstance(email, str) and email.strip():
+        return email.strip()
+    name = claims.get("preferred_username")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    raise SignInRefused(
+        "the identity provider sent neither a verified email nor a preferred_username"
+    )
 
 
 def _primary_email_matches(document: Mapping[str, Any], wanted: str) -> bool:
