@@ -21,7 +21,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from connector.web.request_logging import request_recorder
-from tests.fixtures_console import ConsoleOrg
+from tests.fixtures_console import ConsoleOrg, at_idp
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -86,6 +86,7 @@ def shots(tmp_path: Path) -> Path:
 
 def sign_in_at_idp(browser: WebDriver, url: str, login: str) -> None:
     browser.get(url)
+    at_idp(browser.current_url, login)  # the provider vouches for the person's email
     field = browser.find_element(By.NAME, "sub")  # the provider's own sign-in form
     field.send_keys(login)
     field.submit()
