@@ -172,9 +172,6 @@ def _without_meta(document: Document) -> Document:
     return {key: value for key, value in document.items() if key != "meta"}
 
 
-_MAX_VERSION = 2**31 - 1  # the version column is an INTEGER
-
-
 def _membership_sides(kind: ResourceKind) -> tuple[ColumnElement[str], ColumnElement[str]]:
     """The ``group_members`` column naming a resource of ``kind``, and the one naming the other."""
     member = _MEMBERS.c
@@ -460,28 +457,24 @@ class DirectoryStore:
     def _delete_at_once(
         self, kind: ResourceKind, resource_id: str, expected_version: str | None
     ) -> Deleted:
-        """The delete in one PostgreSQL statement: the row and its memberships, both returned.
+        """The delete in two PostgreSQL statements: lock the row, then delete it and its members.
 
-        Data-modifying ``WITH`` clauses delete the resource (conditioned on
-        its organization, kind and, when given, version) and then exactly the
-        memberships of the row deleted; nothing is deleted when the row is
-        not. Only then, on the failure path, is the row read again to tell a
-        stale version (412) from an unknown id (404).
+        The row is locked first so that the deleting statement, whose snapshot
+        is taken when it starts, sees every membership committed before: a
+        membership insert of another writer, whose foreign-key check must wait
+        for this lock, cannot slip past it and be removed unreported by the
+        cascade. Data-modifying ``WITH`` clauses then delete the row and
+        exactly its memberships and return both.
         """
-        if not isinstance(resource_id, str) or len(resource_id) > 36 or not storable(resource_id):
-            raise NotFoundException(detail=f"{kind.value} {resource_id!r} not found")
+        row = self._row(kind, resource_id, for_delete=True)
+        self._check_version(row.version, expected_version)
         own, other = _membership_sides(kind)
-        conditions = [
-            _RESOURCES.c.id == resource_id,
-            _RESOURCES.c.org_id == self.org_id,
-            _RESOURCES.c.kind == kind.value,
-        ]
-        version = _version(expected_version)
-        if expected_version is not None and expected_version.strip() != "*":
-            if version is None or version > _MAX_VERSION:
-                self._check_version(self._row(kind, resource_id).version, expected_version)
-            conditions.append(_RESOURCES.c.version == version)
-        gone = delete(_RESOURCES).where(*conditions).returning(*_RESOURCE_COLUMNS).cte("gone")
+        gone = (
+            delete(_RESOURCES)
+            .where(_RESOURCES.c.id == row.id, _RESOURCES.c.version == row.version)
+            .returning(_RESOURCES.c.id)
+            .cte("gone")
+        )
         memberships = (
             delete(_MEMBERS)
             .where(own.in_(select(gone.c.id)))
@@ -489,11 +482,8 @@ class DirectoryStore:
             .cte("memberships")
         )
         related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
-        row = self.session.execute(select(gone, related_ids.label("related"))).one_or_none()
-        if row is None:
-            self._check_version(self._row(kind, resource_id).version, expected_version)
-            raise PreconditionFailedException(detail="the resource changed during this request")
-        return Deleted(self._document(kind, row), frozenset(row.related or ()))
+        deleted = self.session.execute(select(gone.c.id, related_ids.label("related"))).one()
+        return Deleted(self._document(kind, row), frozenset(deleted.related or ()))
 
     # -- transactions --------------------------------------------------------
 
