@@ -476,3 +476,28 @@ def _filter(text: str) -> Any:
     from scim2_models import EnterpriseUser, ScimFilter, User
 
     return ScimFilter[User[EnterpriseUser]](text).ast  # type: ignore[valid-type]
+
+
+def test_an_unchanged_okta_put_writes_nothing_and_keeps_the_version(
+    session: Session, org_id: int, engine: Engine
+) -> None:
+    store = DirectoryStore(session, org_id)
+    ada = store.create(USER, okta_user("ada"))
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(" ".join(str(args[2]).split()))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        again = store.replace(USER, ada.stored.id, okta_user("ada"))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    changed = store.replace(USER, ada.stored.id, okta_user("ada", title="Engineer"))
+
+    assert again.stored.version == 'W/"1"'
+    assert not again.attributes_changed
+    assert not [
+        statement for statement in seen if statement.startswith(("UPDATE", "DELETE", "INSERT"))
+    ]
+    assert changed.stored.version == 'W/"2"'

@@ -319,17 +319,29 @@ class DirectoryStore:
         """RFC 7644 sections 3.5.1 and 3.5.2: attributes and a member delta, atomically.
 
         The attribute-value index is rewritten only when an indexed value
-        changed: a PATCH of ``active`` (a column) leaves it alone. A replace at
+        changed: a PATCH of ``active`` (a column) leaves it alone. A replace
+        that changes nothing writes nothing and keeps the version. A replace at
         the version :meth:`get` just read (a PATCH's read-modify-write) does
         not read the row again.
         """
         columns, kept = self._checked(kind, document)
         row = self._read.pop(resource_id, None)
+        locked = False
         if row is None or row.kind != kind.value or _version(expected_version) != row.version:
             row = self._row(kind, resource_id, for_update=True)
             self._check_version(row.version, expected_version)
+            locked = True
         # Else the row was read at the version expected: the UPDATE below,
         # conditioned on that version, locks it or refuses a stale write.
+        no_members = members is None or kind is ResourceKind.USER or members.is_empty()
+        if locked and no_members and kept == row.document:
+            # Nothing changes (Okta PUTs whole unchanged profiles): no new
+            # version, no write. Only a locked, fresh read may say so.
+            current = self._document(kind, row)
+            answer = dict(current)
+            if kind is ResourceKind.USER:
+                self._attach_memberships(kind, [answer])
+            return Written(Stored(resource_id, etag(row.version), answer), current, current)
         model = self.models[kind]
         rows = value_rows(model, kind, kept, resource_id, self.org_id)
         if members is not None and kind is ResourceKind.GROUP and not members_checked:
