@@ -62,6 +62,7 @@ from chaos_fuzz import (
     FuzzRequest,
     scim_request,
 )
+from scim_bench import stop, tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -249,27 +250,6 @@ def wait_until_answering(
                 return
         time.sleep(0.2)
     raise ChaosError(f"server not up after {limit:.0f} s:\n{tail(log)}")
-
-
-def tail(log: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server this script started (its own process group), gracefully first."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 def user_document(user_name: str, active: bool = True) -> dict[str, Any]:

@@ -250,7 +250,7 @@ def token_rotate(org_name: str, credential_id: str, database_url: str | None) ->
         f"{issued.replaces} keeps working until "
         f"{until:%Y-%m-%d %H:%M} UTC."
         if until
-        else f"Created {issued.scope} credential {issued.id}."
+        else f"Created {issued.scope} credential {issued.id} for organization {org_name!r}."
     )
     click.echo("The new token is shown only this once:")
     click.echo(issued.secret)
