@@ -405,12 +405,21 @@ def check_members(http: ScimHttp, group_id: str, expected: set[str]) -> None:
 
 
 def print_contention_table(database: str, ours: RunResult, theirs: RunResult | None) -> None:
-    """One line per phase: requests/s and latency of both servers, and their ratio."""
+    """One line per phase: requests/s and latency of both servers, their ratio, and CPU per request.
+
+    CPU per request (bench/cpu_meter.py) is the server's processes plus, on
+    PostgreSQL, its database backends: the work a request costs, which moves far
+    less than requests/s when other work shares the machine. "cpu ratio" is
+    theirs / ours: above 1.0 the connector spends less CPU per request.
+    """
     title = f"hub-scim on {database}" + (f" vs {theirs.server}" if theirs else "")
     print(f"\n== {title} (requests/s over the phase's wall time; ratio = ours / theirs)")
     header = f"  {'phase':<15} {'ops':>6} {'ours/s':>8} {'p50':>7} {'p99':>8}"
     if theirs is not None:
         header += f" {'theirs/s':>9} {'p50':>7} {'p99':>8} {'ratio':>7}"
+    header += f" {'cpu ms/req: srv':>16} {'db':>5}"
+    if theirs is not None:
+        header += f" {'theirs':>7} {'cpu ratio':>9}"
     print(header + "   (latencies in ms)")
     for name, mine in ours.phases.items():
         line = (
@@ -424,4 +433,8 @@ def print_contention_table(database: str, ours: RunResult, theirs: RunResult | N
                 f" {other.ops_per_second:>9.1f} {other.p50_ms:>7.2f} {other.p99_ms:>8.2f} "
                 f"{ratio:>6.2f}x"
             )
+        line += f" {mine.cpu_server_ms:>16.2f} {mine.cpu_database_ms:>5.2f}"
+        if other is not None:
+            ours_cpu = mine.cpu_server_ms + mine.cpu_database_ms
+            line += f" {other.cpu_server_ms:>7.2f} {other.cpu_server_ms / ours_cpu:>8.2f}x"
         print(line, flush=True)

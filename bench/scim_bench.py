@@ -74,6 +74,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from cpu_meter import CpuMeter
 
 if __name__ == "__main__":
     # bench/contention.py and bench/profiling.py import this module by name:
@@ -117,6 +118,12 @@ class PhaseResult:
     p50_ms: float
     p99_ms: float
     notes: list[str] = field(default_factory=list)
+    cpu_server_ms: float = math.nan
+    """CPU time per request of the server's processes (bench/cpu_meter.py)."""
+    cpu_database_ms: float = math.nan
+    """CPU time per request of the PostgreSQL backends serving it (0 on SQLite)."""
+    cpu_client_ms: float = math.nan
+    """CPU time per request of the benchmark's own clients."""
 
     @property
     def ops_per_second(self) -> float:
@@ -1051,9 +1058,11 @@ def main_contention(args: argparse.Namespace) -> int:
                     server = spawn_hub_scim(args, workdir, database_url)
                     spawned.append(server)
                     print(f"  hub-scim serve: {serve_shape(args)}", flush=True)
+                    meter = cpu_meter_for(server, database_url, args.postgres_admin_url)
                     ours[database] = run_contention(
-                        server.base_url, server.token, f"hub-scim ({database})", config
+                        server.base_url, server.token, f"hub-scim ({database})", config, meter
                     )
+                    attach_cpu(ours[database], meter)
                     stop(spawned.pop().process)
         if not args.no_scim2_server and not profile:
             server = (
@@ -1062,7 +1071,9 @@ def main_contention(args: argparse.Namespace) -> int:
                 else spawn_scim2_server_gunicorn(args, workdir, config.concurrency)
             )
             spawned.append(server)
-            theirs = run_contention(server.base_url, server.token, "scim2-server", config)
+            meter = cpu_meter_for(server, None, None)
+            theirs = run_contention(server.base_url, server.token, "scim2-server", config, meter)
+            attach_cpu(theirs, meter)
             stop(spawned.pop().process)
     except BenchError as error:
         print(f"\nABORTED: {error}", file=sys.stderr)
@@ -1078,6 +1089,25 @@ def main_contention(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(args.json_out, [*ours.values(), *([theirs] if theirs else [])])
     return 0
+
+
+def cpu_meter_for(server: Spawned, database_url: str | None, admin_url: str | None) -> CpuMeter:
+    """A meter of the server's process group and, on PostgreSQL, its database's backends."""
+    if database_url is None or not database_url.startswith("postgresql"):
+        return CpuMeter(server_group=server.process.pid)
+    name = urlsplit(database_url).path.lstrip("/")
+    return CpuMeter(server_group=server.process.pid, admin_url=admin_url, database_name=name)
+
+
+def attach_cpu(result: RunResult, meter: CpuMeter) -> None:
+    """Each phase's CPU per request, from the meter's totals."""
+    for name, phase in result.phases.items():
+        cpu = meter.phases.get(name)
+        if cpu is None or not phase.ops:
+            continue
+        phase.cpu_server_ms = cpu.server_seconds * 1000 / phase.ops
+        phase.cpu_database_ms = cpu.database_seconds * 1000 / phase.ops
+        phase.cpu_client_ms = cpu.client_seconds * 1000 / phase.ops
 
 
 def serve_shape(args: argparse.Namespace) -> str:
