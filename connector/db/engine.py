@@ -44,29 +44,36 @@ READ_ONLY = "hub_scim_read_only"
 
 
 def read_only(session: Session) -> None:
-    """Begin ``session``'s transaction as a reader: on SQLite it takes no write lock.
+    """Begin ``session``'s transaction as a reader: it takes no write lock, and no round trip.
 
     Call it before the session's first statement, in a request that never
-    writes. Under WAL such a transaction reads a consistent snapshot while a
-    writer works, instead of queueing behind it for the write lock.
+    writes, or before the part of a request that reads before it writes (a
+    SCIM request's credential check and body). On SQLite, under WAL, such a
+    transaction reads a consistent snapshot while a writer works, instead of
+    queueing behind it for the write lock. On PostgreSQL it runs in autocommit:
+    under READ COMMITTED every statement of a transaction takes a snapshot of
+    its own anyway, so a reader loses nothing and saves the ``BEGIN`` and
+    ``ROLLBACK`` round trips, which cost a short read as much as its query.
     """
-    session.connection(execution_options={READ_ONLY: True})
+    options: dict[str, Any] = {READ_ONLY: True}
+    if session.get_bind().dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+    session.connection(execution_options=options)
 
 
 def begin_writing(session: Session) -> None:
     """Make what ``session`` runs next part of a writing transaction.
 
-    On SQLite, a transaction begun as a reader (:func:`read_only`: a request's
-    credential check, the read half of a PATCH) ends here, so that the next
-    statement begins ``BEGIN IMMEDIATE`` and the database's write lock is
-    held only for the SQL of the change, never while a body is read or
-    validated. Call it before the first write and outside any savepoint. On
-    PostgreSQL readers and writers share one transaction: nothing to do.
+    A session begun as a reader (:func:`read_only`: a request's credential
+    check, the read half of a PATCH) ends its reading here, so that the next
+    statement begins the writing transaction (``BEGIN IMMEDIATE`` on SQLite):
+    the write lock is held only for the SQL of the change, never while a body
+    is read or validated. Call it before the first write and outside any
+    savepoint; a session already writing is left as it is.
     """
     if not session.in_transaction() or session.in_nested_transaction():
         return
-    connection = session.connection()
-    if connection.dialect.name == "sqlite" and connection.get_execution_options().get(READ_ONLY):
+    if session.connection().get_execution_options().get(READ_ONLY):
         session.commit()
 
 
