@@ -129,7 +129,7 @@ _VALUE_COLUMNS = (
     "value_bool",
     "value_time",
 )
-_VALUE_ARRAY_TYPES = {
+_VALUE_ARRAY_TYPES: dict[str, ARRAY[Any]] = {
     "resource_id": ARRAY(String()),
     "org_id": ARRAY(Integer()),
     "path": ARRAY(String()),
