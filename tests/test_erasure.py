@@ -201,7 +201,7 @@ def _traces(
     engine: Engine, values: tuple[str, ...], *, others: tuple[str, ...] = ()
 ) -> list[tuple[str, str, str]]:
     """Where ``values`` are still written, not counting inside ``others`` (longer values)."""
-    found = []
+    found: list[tuple[str, str, str]] = []
     for table, column, text in _every_text(engine):
         for other in others:
             for form in _forms(other.lower()):

@@ -436,7 +436,7 @@ def _held_by_former_users(
             ),
         )
     )
-    held = set()
+    held: set[str] = set()
     for before, after in rows:
         for document in (before, after):
             held.update(

@@ -53,10 +53,10 @@ def _echo_json(data: Any) -> None:
 FC = TypeVar("FC", bound=Callable[..., Any])
 
 
-def _days_option(flag: str, kind: str, what: str) -> Callable[[FC], FC]:
+def _days_option(flag: str, dest: str, kind: str, what: str) -> Callable[[FC], FC]:
     return click.option(
         flag,
-        kind,
+        dest,
         type=click.IntRange(MINIMUM_DAYS[kind], MAXIMUM_DAYS),
         default=None,
         help=f"Days {what} (at least {MINIMUM_DAYS[kind]}).",
@@ -83,9 +83,13 @@ def retention() -> None:
 
 @retention.command("set")
 @org_option
-@_days_option("--audit-days", AUDIT, "an audit entry is kept")
-@_days_option("--events-days", EVENTS_KIND, "an event is kept after its last delivery")
-@_days_option("--request-log-days", REQUEST_LOG, "the provisioning log keeps a request")
+@_days_option("--audit-days", "audit_days", AUDIT, "an audit entry is kept")
+@_days_option(
+    "--events-days", "events_days", EVENTS_KIND, "an event is kept after its last delivery"
+)
+@_days_option(
+    "--request-log-days", "request_log_days", REQUEST_LOG, "the provisioning log keeps a request"
+)
 @click.option(
     "--default",
     "reset",
