@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from connector.db.base import Base, UTCDateTime, table_of, utcnow
+from connector.db.engine import READ_ONLY
 from connector.settings import Settings
 from connector.tenancy.tables import ORGANIZATIONS
 from connector.trail.audit import AUDIT_LOG
@@ -336,12 +337,18 @@ def prune(
         periods = all_retention(connection, defaults)
         connection.rollback()
     selected = set(org_ids) if org_ids is not None else None
+    chosen = {
+        org_id: org_periods
+        for org_id, org_periods in periods.items()
+        if selected is None or org_id in selected
+    }
+    due = _due(engine, chosen, wanted, moment)
     report = PruneReport()
-    for org_id, org_periods in sorted(periods.items()):
-        if selected is not None and org_id not in selected:
-            continue
+    for org_id, org_periods in sorted(chosen.items()):
         counts: dict[str, int] = {}
         for kind in wanted:
+            if (org_id, kind) not in due:
+                continue
             cutoff = moment - timedelta(days=org_periods.days(kind))
             pruned, last = 0, 0
             while True:
@@ -368,6 +375,40 @@ def prune(
             report.pruned[org_id] = counts
             logger.info("retention: organization %d pruned %s", org_id, counts)
     return report
+
+
+_OLDEST = {
+    AUDIT: (AUDIT_LOG, "id", "at"),
+    EVENTS_KIND: (EVENTS, "sequence", "created_at"),
+    REQUEST_LOG: (SCIM_REQUEST_LOG, "id", "at"),
+}
+
+
+def _due(
+    engine: Engine, periods: dict[int, RetentionPeriods], kinds: Sequence[str], now: datetime
+) -> set[tuple[int, str]]:
+    """The (organization, kind) pairs whose oldest row is past its period.
+
+    One indexed read of one row each, in a transaction that only reads: on
+    SQLite it takes no write lock, so an organization with nothing to prune
+    costs writers nothing.
+    """
+    due = set()
+    with engine.connect() as connection:
+        reader = connection.execution_options(**{READ_ONLY: True})
+        for org_id, org_periods in periods.items():
+            for kind in kinds:
+                table, key, moment = _OLDEST[kind]
+                oldest = reader.scalar(
+                    select(table.c[moment])
+                    .where(table.c.org_id == org_id)
+                    .order_by(table.c[key])
+                    .limit(1)
+                )
+                if oldest is not None and oldest < now - timedelta(days=org_periods.days(kind)):
+                    due.add((org_id, kind))
+            reader.rollback()
+    return due
 
 
 def _record_audit_pruned(engine: Engine, org_id: int, pruned: int, cutoff: datetime) -> None:
