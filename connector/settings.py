@@ -139,6 +139,11 @@ class Settings:
     # stops recording (the benchmark compares the two).
     request_log: bool = True
     request_log_retention_days: int = 30
+    # How long the audit trail keeps an entry, and an event is kept after its
+    # last delivery, unless an organization sets its own periods
+    # (docs/personal-data.md#retention).
+    audit_retention_days: int = 400
+    event_retention_days: int = 30
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -204,6 +209,8 @@ def _validate(settings: Settings) -> None:
         "webhook_max_age_hours": 1,
         "metrics_port": 0,
         "request_log_retention_days": 1,
+        "audit_retention_days": 90,
+        "event_retention_days": 1,
         "console_session_ttl_seconds": 60,
         "console_idle_timeout_seconds": 60,
     }

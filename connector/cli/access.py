@@ -16,6 +16,7 @@ import getpass
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.mapping import MappingError
@@ -44,6 +47,7 @@ from connector.cli.common import (
     database_url_option,
     handle_errors,
 )
+from connector.db.engine import make_engine
 from connector.derived.facts import load_user_names
 from connector.derived.queries import user_access
 from connector.derived.tables import ProductStateRow
@@ -55,6 +59,7 @@ from connector.trail.delivery import (
     post_deliveries,
     record_outcomes,
 )
+from connector.trail.retention import AUDIT, EVENTS_KIND, REQUEST_LOG, prune, retention_defaults
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -538,6 +543,13 @@ class _StopSignal:
     help="Deliveries attempted per round.",
 )
 @click.option("--org", "org_name", default=None, help="Only this organization's webhooks.")
+@click.option(
+    "--prune-interval",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    help="Seconds between prunes of what is past its retention (hub-scim prune); 0: never.",
+)
 @database_url_option
 @_access_errors
 def events_deliver(
@@ -547,6 +559,7 @@ def events_deliver(
     rounds: int,
     batch: int,
     org_name: str | None,
+    prune_interval: float,
     database_url: str | None,
 ) -> None:
     """POST due events to every organization's webhooks, signed; retried with backoff.
@@ -555,7 +568,9 @@ def events_deliver(
     endpoints are posted to concurrently, and a delivery failing
     HUB_SCIM_WEBHOOK_MAX_ATTEMPTS times or older than
     HUB_SCIM_WEBHOOK_MAX_AGE_HOURS is dead-lettered. SIGTERM ends the loop
-    after the round in progress is recorded.
+    after the round in progress is recorded. Looping, it also prunes every
+    organization's trail past its retention every --prune-interval seconds
+    (docs/personal-data.md#retention), between rounds.
     """
     if once and (forever or rounds):
         raise click.UsageError("--once goes with neither --forever nor --rounds")
@@ -566,8 +581,11 @@ def events_deliver(
             org_id = _org_id(session, org_name)
     limit = 1 if once else rounds
     done = 0
+    pruner = None if once or not prune_interval else _Pruner(database_url, prune_interval)
     with _StopSignal() as stop:
         while not stop.event.is_set():
+            if pruner is not None:
+                pruner.run_if_due(stop.event)
             # Claim, post, record: no database lock is held while posting.
             with command_session(database_url) as session:
                 claimed = claim_due(session, limit=batch, org_id=org_id)
@@ -586,6 +604,34 @@ def events_deliver(
             if report.attempted + report.skipped < batch:
                 stop.event.wait(interval)
     click.echo("Stopped.")
+
+
+class _Pruner:
+    """Prunes the trail between delivery rounds, at most every ``interval`` seconds."""
+
+    def __init__(self, database_url: str | None, interval: float) -> None:
+        self.settings = command_settings(database_url=database_url)
+        self.interval = interval
+        self.last: float | None = None
+
+    def run_if_due(self, stop: threading.Event) -> None:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        engine = make_engine(self.settings.database_url, poolclass=NullPool)
+        try:
+            report = prune(engine, retention_defaults(self.settings), stop=stop)
+        except SQLAlchemyError as error:  # the deliverer outlives a failed prune
+            click.echo(f"Pruning failed: {error}", err=True)
+            return
+        finally:
+            engine.dispose()
+        if report.total():
+            click.echo(
+                f"Pruned {report.total(AUDIT)} audit entries, {report.total(EVENTS_KIND)} "
+                f"events, {report.total(REQUEST_LOG)} provisioning-log rows."
+            )
 
 
 @events.command("replay")

@@ -34,6 +34,7 @@ from connector.cli.common import (
     redacted,
 )
 from connector.cli.console import CONSOLE_COMMANDS
+from connector.cli.lifecycle import LIFECYCLE_COMMANDS
 from connector.cli.request_log import LOG_COMMANDS
 from connector.db.engine import make_engine, make_session_factory
 from connector.db.migrations import upgrade_database
@@ -358,7 +359,7 @@ def db_upgrade(database_url: str | None) -> None:
 
 # -- commands of other parts of Hub ------------------------------------------
 
-for _command in (*ACCESS_COMMANDS, *CONSOLE_COMMANDS):
+for _command in (*ACCESS_COMMANDS, *CONSOLE_COMMANDS, *LIFECYCLE_COMMANDS):
     cli.add_command(_command)
 
 for _command in LOG_COMMANDS:

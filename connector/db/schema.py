@@ -16,6 +16,7 @@ import connector.tenancy.tables
 import connector.trail.audit
 import connector.trail.events
 import connector.trail.request_log
+import connector.trail.retention
 import connector.trail.role_changes
 from connector.db.base import Base
 
@@ -25,6 +26,7 @@ TABLE_MODULES = (
     connector.trail.audit,
     connector.trail.events,
     connector.trail.request_log,
+    connector.trail.retention,
     connector.trail.role_changes,
     connector.derived.tables,
     connector.tenancy.console,

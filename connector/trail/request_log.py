@@ -9,7 +9,8 @@ body, never a token: the row says what happened, not what was sent.
 
 Unlike the audit trail, rows are written outside the request's transaction
 (:mod:`connector.trail.request_recorder` batches them) and expire: rows older
-than the retention are pruned in small batches (:func:`prune_expired`).
+than their organization's retention are pruned in small batches
+(:func:`connector.trail.retention.prune`).
 :func:`query_requests` is the one read used by ``hub-scim log`` and the console.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -29,19 +30,17 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    delete,
     insert,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from connector.db.base import Base, UTCDateTime, table_of, utcnow
+from connector.db.base import Base, UTCDateTime, table_of
 from connector.directory.tables import RESOURCES
 
 MAX_PATH_LENGTH = 2000
 MAX_DETAIL_LENGTH = 1000
 MAX_REQUEST_ID_LENGTH = 200
-PRUNE_BATCH = 1000
 MAX_PAGE = 1000
 
 
@@ -54,7 +53,7 @@ class ScimRequestEntry(Base):
         Index("ix_scim_request_log_org_id_id", "org_id", "id"),
         # One user's or group's requests.
         Index("ix_scim_request_log_org_resource", "org_id", "resource_id", "id"),
-        # Retention: the oldest rows of every organization.
+        # The oldest rows of every organization (retention walks the one above).
         Index("ix_scim_request_log_at", "at"),
     )
 
@@ -135,26 +134,6 @@ def append(connection: Connection, requests: Sequence[LoggedRequest]) -> None:
     """Insert ``requests`` in one statement, in the caller's transaction."""
     if requests:
         connection.execute(_APPEND, [request.row() for request in requests])
-
-
-def prune_expired(connection: Connection, retention: timedelta, *, batch: int = PRUNE_BATCH) -> int:
-    """Delete up to ``batch`` rows older than ``retention``; return how many went.
-
-    One small statement, so that the transaction holding it is short: on
-    SQLite it holds the one write lock that SCIM writes wait for. Callers
-    repeat it, one transaction each, while it deletes a full batch.
-    """
-    cutoff = utcnow() - retention
-    oldest = (
-        select(SCIM_REQUEST_LOG.c.id)
-        .where(SCIM_REQUEST_LOG.c.at < cutoff)
-        .order_by(SCIM_REQUEST_LOG.c.at)
-        .limit(batch)
-    )
-    result = connection.execute(
-        delete(SCIM_REQUEST_LOG).where(SCIM_REQUEST_LOG.c.id.in_(oldest.scalar_subquery()))
-    )
-    return result.rowcount
 
 
 @dataclass(frozen=True)

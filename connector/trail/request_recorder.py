@@ -6,9 +6,9 @@ can fail it). One background thread per process writes the buffer every
 ``flush_interval`` seconds, or as soon as ``max_batch`` rows wait, each batch
 in one short transaction of its own: a SCIM write never waits for the log, and
 on SQLite the log takes the write lock once per batch, not once per request.
-The same thread prunes rows past the retention in small batches
-(:func:`~connector.trail.request_log.prune_expired`), at most every
-``prune_interval`` seconds.
+The same thread prunes rows past each organization's retention (its own,
+else ``retention``) in small batches of their own transactions
+(:func:`connector.trail.retention.prune`), at most every ``prune_interval`` seconds.
 
 What a process still buffers is written when it exits (``atexit``: gunicorn
 workers exit normally on restart and shutdown) or when :meth:`close` is
@@ -33,7 +33,8 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from connector.trail.request_log import PRUNE_BATCH, LoggedRequest, append, prune_expired
+from connector.trail.request_log import LoggedRequest, append
+from connector.trail.retention import REQUEST_LOG, RetentionPeriods, prune
 
 logger = logging.getLogger(__name__)
 
@@ -177,17 +178,19 @@ class RequestRecorder:
 
     def prune(self) -> int:
         """Delete rows past the retention, one small transaction per batch; return how many."""
-        pruned = 0
+        defaults = RetentionPeriods(request_log_days=max(1, self.retention.days))
         try:
-            for _ in range(self.max_prune_batches):
-                with self.engine.begin() as connection:
-                    deleted = prune_expired(connection, self.retention)
-                pruned += deleted
-                if deleted < PRUNE_BATCH:
-                    break
+            report = prune(
+                self.engine,
+                defaults,
+                kinds=(REQUEST_LOG,),
+                stop=self._closed,
+                max_batches=self.max_prune_batches,
+            )
         except SQLAlchemyError as error:
             logger.warning("provisioning log: pruning failed: %s", error)
-        return pruned
+            return 0
+        return report.total()
 
     def close(self) -> None:
         """Stop the thread, write what is buffered, release an engine of its own."""
