@@ -17,7 +17,7 @@ it registers a ``before_request`` on this blueprint that raises
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, request, url_for
@@ -28,6 +28,7 @@ from scim2_models import (
     NotFoundException,
     ResponseParameters,
     SCIMException,
+    SearchRequest,
 )
 from werkzeug.datastructures import ETags
 from werkzeug.exceptions import HTTPException
@@ -63,6 +64,12 @@ from scim.operations import (
     prepare_replacement,
     search_all,
 )
+from scim.published import (
+    Publication,
+    get_published,
+    list_published,
+    roles_and_entitlements_config,
+)
 from scim.query import parse_list_request, parse_search, query_parameters, wants_attribute
 from scim.representation import (
     list_response,
@@ -79,11 +86,19 @@ _ENDPOINT_KINDS = {endpoint.strip("/"): kind for kind, endpoint in ENDPOINTS.ite
 
 
 def create_blueprint(
-    provider: BackendProvider, settings: ScimSettings, name: str = "scim"
+    provider: BackendProvider,
+    settings: ScimSettings,
+    name: str = "scim",
+    publications: Sequence[Publication] = (),
 ) -> Blueprint:
-    """The SCIM endpoints over the backend ``provider`` gives for each request."""
+    """The SCIM endpoints over the backend ``provider`` gives for each request.
+
+    ``publications`` adds read-only resource types, such as the roles and
+    entitlements a client may assign (:mod:`scim.published`): each is listed
+    in ``/ResourceTypes`` and ``/Schemas`` and served at its endpoint, GET only.
+    """
     blueprint = Blueprint(name, __name__)
-    views = _Views(provider, settings)
+    views = _Views(provider, settings, publications)
 
     blueprint.before_request(views.check_query_string)
 
@@ -106,16 +121,26 @@ def create_blueprint(
             views.resource_view(kind),
             methods=["GET", "PUT", "PATCH", "DELETE"],
         )
+    for publication in publications:
+        endpoint = publication.type.endpoint
+        blueprint.add_url_rule(
+            endpoint, f"list_{publication.type.id.lower()}", views.published_list(publication)
+        )
+        blueprint.add_url_rule(
+            f"{endpoint}/<path:resource_id>",
+            f"published_{publication.type.id.lower()}",
+            views.published_resource(publication),
+        )
     blueprint.add_url_rule("/.search", "search", views.search_root, methods=["POST"])
     blueprint.add_url_rule("/Bulk", "bulk", views.bulk, methods=["POST"])
     blueprint.add_url_rule(
         "/ServiceProviderConfig", "service_provider_config", views.service_provider_config
     )
-    blueprint.add_url_rule("/ResourceTypes", "resource_types", views.resource_types)
+    blueprint.add_url_rule("/ResourceTypes", "resource_types", views.resource_types_view)
     blueprint.add_url_rule(
         "/ResourceTypes/<resource_type_id>", "resource_type", views.resource_type
     )
-    blueprint.add_url_rule("/Schemas", "schemas", views.schemas)
+    blueprint.add_url_rule("/Schemas", "schemas", views.schemas_view)
     blueprint.add_url_rule("/Schemas/<schema_id>", "schema", views.schema)
 
     blueprint.register_error_handler(SCIMException, views.handle_scim_exception)
@@ -128,9 +153,25 @@ def create_blueprint(
 class _Views:
     """The view functions, sharing the backend provider and the settings."""
 
-    def __init__(self, provider: BackendProvider, settings: ScimSettings) -> None:
+    def __init__(
+        self,
+        provider: BackendProvider,
+        settings: ScimSettings,
+        publications: Sequence[Publication] = (),
+    ) -> None:
         self.provider = provider
         self.settings = settings
+        self.publications = tuple(publications)
+        self.resource_types = (
+            *resource_types(),
+            *(publication.type.resource_type() for publication in self.publications),
+        )
+        published_schemas = {
+            str(model.__schema__): model.to_schema()
+            for publication in self.publications
+            for model in publication.type.schemas
+        }
+        self.schemas = (*schemas(), *published_schemas.values())
 
     # -- errors ----------------------------------------------------------------
 
@@ -308,27 +349,55 @@ class _Views:
     # -- discovery ---------------------------------------------------------------
 
     def service_provider_config(self) -> Response:
-        return scim_json_response(service_provider_config(self.settings, self.base_url), 200)
+        document = service_provider_config(self.settings, self.base_url)
+        if self.publications:
+            document["RolesAndEntitlements"] = roles_and_entitlements_config(
+                [publication.type for publication in self.publications]
+            )
+        return scim_json_response(document, 200)
 
-    def resource_types(self) -> Response:
-        documents = [resource_type_document(rt, self.base_url) for rt in resource_types()]
+    def resource_types_view(self) -> Response:
+        documents = [resource_type_document(rt, self.base_url) for rt in self.resource_types]
         return scim_json_response(discovery_list(documents), 200)
 
     def resource_type(self, resource_type_id: str) -> Response:
-        found = find_resource_type(resource_type_id)
+        found = find_resource_type(resource_type_id, self.resource_types)
         if found is None:
             raise NotFoundException(detail=f"No resource type {resource_type_id!r}")
         return scim_json_response(resource_type_document(found, self.base_url), 200)
 
-    def schemas(self) -> Response:
-        documents = [schema_document(schema, self.base_url) for schema in schemas()]
+    def schemas_view(self) -> Response:
+        documents = [schema_document(schema, self.base_url) for schema in self.schemas]
         return scim_json_response(discovery_list(documents), 200)
 
     def schema(self, schema_id: str) -> Response:
-        found = find_schema(schema_id)
+        found = find_schema(schema_id, self.schemas)
         if found is None:
             raise NotFoundException(detail=f"No schema {schema_id!r}")
         return scim_json_response(schema_document(found, self.base_url), 200)
+
+    def published_list(self, publication: Publication) -> Callable[[], Response]:
+        """GET a published endpoint, such as ``/Roles`` (RFC 7644 section 3.4.2)."""
+
+        def view() -> Response:
+            parameters = query_parameters(request.args)
+            document = list_published(publication, parameters, self.settings, self.base_url)
+            return scim_json_response(document, 200)
+
+        view.__name__ = f"list_{publication.type.id.lower()}"
+        return view
+
+    def published_resource(self, publication: Publication) -> Callable[[str], Response]:
+        """GET one published resource, such as ``/Roles/Admin`` (RFC 7644 section 3.4.1)."""
+
+        def view(resource_id: str) -> Response:
+            document = get_published(
+                publication, resource_id, self.base_url, self._published_parameters(publication)
+            )
+            return scim_json_response(document, 200)
+
+        view.__name__ = f"published_{publication.type.id.lower()}"
+        return view
 
     # -- helpers -----------------------------------------------------------------
 
@@ -386,6 +455,21 @@ class _Views:
         model = MODELS[kind]
         try:
             return ResponseParameters[model].model_validate(parameters)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise exception_from_validation_error(exc) from exc
+
+    def _published_parameters(self, publication: Publication) -> SearchRequest[Any] | None:
+        """``attributes`` and ``excludedAttributes`` for a published resource (RFC 7644 3.9)."""
+        parameters = {
+            key: value
+            for key, value in query_parameters(request.args).items()
+            if key in ("attributes", "excludedAttributes")
+        }
+        if not parameters:
+            return None
+        model = publication.type.model
+        try:
+            return SearchRequest[model].model_validate(parameters)  # type: ignore[valid-type]
         except ValidationError as exc:
             raise exception_from_validation_error(exc) from exc
 

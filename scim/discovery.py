@@ -6,6 +6,7 @@ the protocol layer enforces, so that what is advertised is what is served.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -111,17 +112,19 @@ def schema_document(schema: Schema, base_url: str) -> Document:
     return described.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
 
-def find_resource_type(name: str) -> ResourceType | None:
-    """A resource type by id, case-insensitively."""
+def find_resource_type(
+    name: str, among: Sequence[ResourceType] | None = None
+) -> ResourceType | None:
+    """A resource type by id, case-insensitively, among ``among`` (else User and Group)."""
     return next(
-        (rt for rt in resource_types() if str(rt.id).lower() == name.lower()),
+        (rt for rt in (among or resource_types()) if str(rt.id).lower() == name.lower()),
         None,
     )
 
 
-def find_schema(schema_id: str) -> Schema | None:
+def find_schema(schema_id: str, among: Sequence[Schema] | None = None) -> Schema | None:
     """A schema by URN, case-insensitively (RFC 7643 section 8.7: URNs compare so)."""
-    return next((s for s in schemas() if str(s.id).lower() == schema_id.lower()), None)
+    return next((s for s in (among or schemas()) if str(s.id).lower() == schema_id.lower()), None)
 
 
 def discovery_list(documents: list[Document]) -> dict[str, Any]:

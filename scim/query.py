@@ -123,13 +123,17 @@ def parse_search(
 
 def parse_filter(kind: ResourceKind, text: Any, settings: ScimSettings) -> FilterNode:
     """Parse and check a filter within the advertised limits (RFC 7644 section 3.4.2.2)."""
+    return parse_model_filter(MODELS[kind], text, settings)
+
+
+def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSettings) -> FilterNode:
+    """Parse a filter against ``model``'s schema, within the advertised limits."""
     if not isinstance(text, str):
         raise InvalidFilterException(detail="filter must be a string")
     if len(text) > settings.max_filter_length:
         raise InvalidFilterException(
             detail=f"filter is longer than {settings.max_filter_length} characters"
         )
-    model = MODELS[kind]
     parsed = ScimFilter[model](text)  # type: ignore[valid-type]
     comparisons = count_comparisons(parsed.ast)
     if comparisons > settings.max_filter_comparisons:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json as _json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from werkzeug.test import TestResponse
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.blueprint import create_blueprint
 from scim.errors import register_scim_error_handlers
+from scim.published import Publication
 from scim.resources import GROUP_SCHEMA, MODELS, NAME_ATTRIBUTE, USER_SCHEMA
 from scim.settings import ScimSettings
 
@@ -298,13 +299,16 @@ def _now() -> str:
 
 
 def make_scim_app(
-    settings: ScimSettings | None = None, store: FakeStore | None = None
+    settings: ScimSettings | None = None,
+    store: FakeStore | None = None,
+    publications: Sequence[Publication] = (),
 ) -> tuple[Flask, FakeBackendProvider]:
     """A bare Flask app serving the SCIM blueprint at ``/scim/v2`` over a fresh fake store."""
     provider = FakeBackendProvider(store)
     app = Flask("scim_protocol_tests")
     app.register_blueprint(
-        create_blueprint(provider, settings or ScimSettings()), url_prefix="/scim/v2"
+        create_blueprint(provider, settings or ScimSettings(), publications=publications),
+        url_prefix="/scim/v2",
     )
     register_scim_error_handlers(app, "/scim/v2")
     return app, provider
