@@ -48,6 +48,17 @@ class SourceKind(enum.Enum):
     LAST_OWNER = "last_owner"
     OWNER_SEAT = "owner_seat"
     OWNER = "owner"
+    SCIM_ROLE = "scim_role"
+
+
+HUB_ROLE_VALUE = 0
+"""The rule number of :data:`HUB_ROLE_VALUES`: no rule of a mapping file has it."""
+
+HUB_ROLE_VALUES: Mapping[str, MappingRule] = {
+    role.value: MappingRule(HUB_ROLE_VALUE, scim_role=role.title, role=role)
+    for role in sorted(Role, reverse=True)
+}
+"""A SCIM role value naming a platform role, as the rule it acts as (docs/rules.md)."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +73,13 @@ class Source:
 
     @classmethod
     def of_rule(cls, rule: MappingRule) -> Source:
+        if rule.number == HUB_ROLE_VALUE:
+            return cls(SourceKind.SCIM_ROLE, scim_role=rule.scim_role)
         return cls(SourceKind.RULE, rule.number, rule.group, rule.scim_role)
 
     def describe(self) -> str:
+        if self.kind is SourceKind.SCIM_ROLE:
+            return f"SCIM role {quote(self.scim_role)}, a Hub role name"
         if self.kind is SourceKind.RULE:
             subject = (
                 f"group {quote(self.group)}"
@@ -154,12 +169,15 @@ class AccessContext:
             for group_id in facts.group_ids
             for rule in self._rules_by_group.get(group_id, ())
         }
+        named: list[MappingRule] = []
         if self.config.map_scim_roles:
             values = {group_ref_key(value) for value in facts.scim_roles}
             for rule in self.config.rules:
                 if rule.scim_role is not None and group_ref_key(rule.scim_role) in values:
                     matched[rule.number] = rule
-        return tuple(matched[number] for number in sorted(matched))
+            # A value naming a platform role gives it (docs/rules.md#assignable-values).
+            named = [rule for key, rule in HUB_ROLE_VALUES.items() if key in values]
+        return (*(matched[number] for number in sorted(matched)), *named)
 
 
 @dataclass(frozen=True)

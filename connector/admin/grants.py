@@ -17,7 +17,13 @@ from connector.access.changes import AccessChange
 from connector.access.mapping import group_ref_key
 from connector.db import dialect as sql
 from connector.db.base import utcnow
-from connector.derived.facts import OrgRules, find_user, forget_rules, load_rules
+from connector.derived.facts import (
+    SCIM_ROLE_PATHS,
+    OrgRules,
+    find_user,
+    forget_rules,
+    load_rules,
+)
 from connector.derived.locks import lock_rules_exclusive, lock_rules_shared, lock_users
 from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
@@ -110,7 +116,7 @@ def users_granted(session: Session, org_id: int, rules: OrgRules, product: str) 
             session.scalars(
                 select(ScimAttributeValue.resource_id).where(
                     ScimAttributeValue.org_id == org_id,
-                    ScimAttributeValue.path == "roles.value",
+                    ScimAttributeValue.path.in_(SCIM_ROLE_PATHS),
                     ScimAttributeValue.value_key.in_(sorted(role_keys)),
                 )
             )

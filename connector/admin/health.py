@@ -24,7 +24,7 @@ from connector.access.derive import AccessContext
 from connector.access.mapping import group_ref_key
 from connector.access.owners import OwnerSeats
 from connector.admin.webhooks import dead_lettered_endpoints
-from connector.derived.facts import load_rules, load_seats, load_user_names
+from connector.derived.facts import SCIM_ROLE_PATHS, load_rules, load_seats, load_user_names
 from connector.derived.tables import ManualGrant
 from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
 from connector.trail.role_changes import FirstSeen, RoleChange, role_changes_seen
@@ -241,9 +241,9 @@ def _dormant(session: Session, org_id: int, context: AccessContext) -> tuple[Dor
                 continue  # reported as a rule whose group was never pushed
             holders = select(func.count()).where(GroupMember.group_id == group_id)
         else:
-            holders = select(func.count()).where(
+            holders = select(func.count(ScimAttributeValue.resource_id.distinct())).where(
                 ScimAttributeValue.org_id == org_id,
-                ScimAttributeValue.path == "roles.value",
+                ScimAttributeValue.path.in_(SCIM_ROLE_PATHS),
                 ScimAttributeValue.value_key == group_ref_key(rule.scim_role or ""),
             )
         product = rule.grant.product

@@ -71,16 +71,26 @@ def is_active(document: Mapping[str, Any] | None) -> bool:
     return attribute(document, "active") is not False
 
 
+SCIM_ROLE_ATTRIBUTES = ("roles", "entitlements")
+"""The User attributes whose values map through ``scim_role`` rules: Entra's app roles come as
+``roles``, Okta Identity Governance assigns ``roles`` and ``entitlements``
+(docs/rules.md#assignable-values)."""
+
+SCIM_ROLE_PATHS = tuple(f"{name}.value" for name in SCIM_ROLE_ATTRIBUTES)
+"""Where the attribute index keeps those values."""
+
+
 def scim_role_values(document: Mapping[str, Any] | None) -> frozenset[str]:
-    """The values of the SCIM ``roles`` attribute (Entra's app role assignments)."""
-    roles = attribute(document, "roles") if document is not None else None
-    if not isinstance(roles, list):
-        return frozenset()
+    """The values of the SCIM ``roles`` and ``entitlements`` attributes."""
     values = set()
-    for role in roles:
-        value = attribute(role, "value") if isinstance(role, Mapping) else role
-        if isinstance(value, str) and value.strip():
-            values.add(value)
+    for name in SCIM_ROLE_ATTRIBUTES:
+        entries = attribute(document, name) if document is not None else None
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            value = attribute(entry, "value") if isinstance(entry, Mapping) else entry
+            if isinstance(value, str) and value.strip():
+                values.add(value)
     return frozenset(values)
 
 

@@ -33,7 +33,8 @@ from scim2_models import InvalidValueException
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from connector.access.mapping import GroupRef, bind_rules, client_addresses
+from connector.access.assignable import known_values, unknown_values
+from connector.access.mapping import GroupRef, bind_rules, client_addresses, group_ref_key
 from connector.db.engine import begin_writing
 from connector.derived.facts import (
     OrgRules,
@@ -89,6 +90,7 @@ class ScimWrites:
             return self._create_group(document, members)
         rules = self._rules()
         refuse_client_address(rules, document)
+        refuse_unknown_roles(rules, document)
         written = self.store.create(USER, document)
         journal = Journal()
         journal.audit(
@@ -127,6 +129,8 @@ class ScimWrites:
             return written.stored
         assert written.before is not None
         before, after = written.before, written.after
+        # Checked against what was stored: a value kept from before is never refused.
+        refuse_unknown_roles(rules, after, before)
         journal = Journal()
         old, new = _changed_attributes(before, after)
         journal.audit(self.cause, "user.replaced", f"user:{resource_id}", old, new)
@@ -436,6 +440,34 @@ def refuse_client_address(rules: OrgRules, document: Document) -> None:
             detail=f"{found[0]!r} is in {domain!r}, a client email domain of this "
             "organization: Portal client identities are managed by Portal, not "
             "provisioned as Hub staff (docs/rules.md#client-identities)"
+        )
+
+
+def refuse_unknown_roles(
+    rules: OrgRules, document: Document, before: Document | None = None
+) -> None:
+    """Refuse a role value Hub does not know (docs/rules.md#assignable-values).
+
+    Only while the mapping reads SCIM roles (``map_scim_roles``), only values
+    this write adds (a value stored before stays, even if the mapping no
+    longer names it), and never on a deactivation (docs/rules.md#leavers).
+    The error lists every value Hub accepts, as ``/Roles`` publishes them.
+    """
+    config = rules.config
+    if not config.map_scim_roles or not is_active(document):
+        return
+    stored = {group_ref_key(value) for value in scim_role_values(before)}
+    added = sorted(
+        value for value in scim_role_values(document) if group_ref_key(value) not in stored
+    )
+    unknown = unknown_values(config, added)
+    if unknown:
+        named = ", ".join(repr(value) for value in unknown)
+        valid = ", ".join(repr(value) for value in known_values(config).values())
+        raise InvalidValueException(
+            detail=f"roles: {named} {'is' if len(unknown) == 1 else 'are'} not a role or "
+            f"entitlement of this organization; the valid values are {valid} "
+            "(listed at /Roles and /Entitlements; see docs/rules.md#assignable-values)"
         )
 
 

@@ -47,6 +47,7 @@ from connector.web.deadline import install_request_deadline, past_deadline_respo
 from connector.web.drain import install_body_drain
 from connector.web.probes import create_health_blueprint, database_ping
 from connector.web.proxies import RecordTransportScheme, TrustedProxyFix, parse_networks
+from connector.web.published import hub_publications
 from connector.web.request_logging import install_request_log
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
@@ -211,7 +212,11 @@ def _request_backend() -> Backend:
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
-    blueprint = create_blueprint(_request_backend, settings.scim)
+    blueprint = create_blueprint(
+        _request_backend,
+        settings.scim,
+        publications=hub_publications(request_session, request_org_id),
+    )
     blueprint.after_request(_count_committed_write)
     # On the blueprint, so that it wins over the SCIM layer's catch-all 500.
     blueprint.register_error_handler(OperationalError, _database_busy)
