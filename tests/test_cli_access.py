@@ -547,3 +547,32 @@ def test_the_deliverer_stops_after_its_rounds(
     hub_scim: Callable[..., Result], org_name: str
 ) -> None:
     ok(hub_scim("events", "deliver", "--rounds", "2", "--interval", "0.1", "--org", org_name))
+
+
+def test_mapping_app_roles_prints_the_entra_manifest_entries(
+    hub_scim: Callable[..., Result], org_name: str, tmp_path: Path
+) -> None:
+    app_roles = tmp_path / "app-roles.toml"
+    app_roles.write_text(
+        mapping(Rule(scim_role="Hub.Admin", role="admin"), map_scim_roles=True), encoding="utf-8"
+    )
+    ok(hub_scim("mapping", "apply", "--org", org_name, str(app_roles)))
+
+    result = hub_scim("mapping", "app-roles", "--org", org_name)
+    ok(result)
+    listed = json.loads(result.output)
+    assert [role["value"] for role in listed] == ["Owner", "Admin", "Member", "Viewer", "Hub.Admin"]
+    assert {role["allowedMemberTypes"][0] for role in listed} == {"User"}
+    assert all(role["isEnabled"] for role in listed)
+    # The same values get the same ids every time: Entra keeps the assignments.
+    again = json.loads(hub_scim("mapping", "app-roles", "--org", org_name).output)
+    assert [role["id"] for role in again] == [role["id"] for role in listed]
+    assert len({role["id"] for role in listed}) == 5
+
+
+def test_mapping_app_roles_warns_when_roles_are_not_read(
+    hub_scim: Callable[..., Result], org_name: str
+) -> None:
+    result = hub_scim("mapping", "app-roles", "--org", org_name)
+    assert result.exit_code == 0
+    assert "does not read SCIM roles" in result.stderr

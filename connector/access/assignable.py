@@ -17,6 +17,7 @@ attribute: the values are stored as sent and none is refused.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,30 @@ def assignable_entitlements(
             )
         )
     return tuple(found)
+
+
+APP_ROLE_NAMESPACE = uuid.UUID("5d0b8f57-3c1e-4a53-9a0e-1f6a2f0c9b7e")
+"""Namespace of the app role ids :func:`entra_app_roles` derives from each value."""
+
+
+def entra_app_roles(config: MappingConfig) -> list[dict[str, Any]]:
+    """The ``appRoles`` of an Entra app registration's manifest, one per value Hub knows.
+
+    Entra ID reads no SCIM discovery: IT defines the app roles on the app
+    registration (docs/entra.md). Each id is derived from the value, so that
+    printing the list again gives the same ids and Entra keeps assignments.
+    """
+    return [
+        {
+            "allowedMemberTypes": ["User"],
+            "description": item.description,
+            "displayName": item.display,
+            "id": str(uuid.uuid5(APP_ROLE_NAMESPACE, group_ref_key(item.value))),
+            "isEnabled": True,
+            "value": item.value,
+        }
+        for item in assignable_roles(config)
+    ]
 
 
 def _rules_by_value(config: MappingConfig) -> dict[str, list[MappingRule]]:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from connector.access.assignable import entra_app_roles
 from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.mapping import MappingError
 from connector.admin.grants import grant_manual, revoke_manual, set_product_state
@@ -48,7 +49,7 @@ from connector.cli.common import (
     handle_errors,
 )
 from connector.db.engine import make_engine
-from connector.derived.facts import load_user_names
+from connector.derived.facts import load_rules, load_user_names
 from connector.derived.queries import user_access
 from connector.derived.tables import ProductStateRow
 from connector.tenancy.organizations import get_organization
@@ -157,6 +158,27 @@ def mapping_show(org_name: str, database_url: str | None) -> None:
         )
         return
     click.echo(source, nl=not source.endswith("\n"))
+
+
+@mapping.command("app-roles")
+@org_option
+@database_url_option
+@_access_errors
+def mapping_app_roles(org_name: str, database_url: str | None) -> None:
+    """Print the Entra app roles for the role values Hub accepts, as manifest JSON.
+
+    Paste the list as the ``appRoles`` of the app registration's manifest
+    (docs/entra.md, "Roles the IdP can offer"); the ids are stable.
+    """
+    with command_session(database_url) as session:
+        config = load_rules(session, _org_id(session, org_name)).config
+    if not config.map_scim_roles:
+        click.echo(
+            f"Organization {org_name!r} does not read SCIM roles: set map_scim_roles = true "
+            "in its mapping for these app roles to take effect.",
+            err=True,
+        )
+    click.echo(json.dumps(entra_app_roles(config), indent=2))
 
 
 # -- products and grants -------------------------------------------------------
