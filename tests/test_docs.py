@@ -55,6 +55,7 @@ def test_the_rules_have_the_sections_the_code_relies_on() -> None:
         "last-owner",
         "leavers",
         "grants-and-product-states",
+        "assignable-values",
         "client-identities",
         "onboarding",
         "audit",

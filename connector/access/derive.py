@@ -58,7 +58,10 @@ HUB_ROLE_VALUES: Mapping[str, MappingRule] = {
     role.value: MappingRule(HUB_ROLE_VALUE, scim_role=role.title, role=role)
     for role in sorted(Role, reverse=True)
 }
-"""A SCIM role value naming a platform role, as the rule it acts as (docs/rules.md)."""
+"""A SCIM role value naming a platform role, as the rule it acts as.
+
+docs/rules.md#assignable-values.
+"""
 
 
 @dataclass(frozen=True)
