@@ -68,7 +68,6 @@ from scim.published import (
     Publication,
     get_published,
     list_published,
-    roles_and_entitlements_config,
 )
 from scim.query import parse_list_request, parse_search, query_parameters, wants_attribute
 from scim.representation import (
@@ -349,12 +348,7 @@ class _Views:
     # -- discovery ---------------------------------------------------------------
 
     def service_provider_config(self) -> Response:
-        document = service_provider_config(self.settings, self.base_url)
-        if self.publications:
-            document["RolesAndEntitlements"] = roles_and_entitlements_config(
-                [publication.type for publication in self.publications]
-            )
-        return scim_json_response(document, 200)
+        return scim_json_response(service_provider_config(self.settings, self.base_url), 200)
 
     def resource_types_view(self) -> Response:
         documents = [resource_type_document(rt, self.base_url) for rt in self.resource_types]

@@ -15,8 +15,11 @@ of their own, discovered through ``/ResourceTypes``:
   ``/Entitlements`` with the schemas ``urn:ietf:params:scim:schemas:core:2.0:Role``
   and ``...:Entitlement``, attributes ``value``, ``display``, ``type``,
   ``supported``, ``limitedAssignmentsPermitted``, ``totalAssignmentsPermitted``,
-  ``totalAssignmentsUsed``, ``contains`` and ``containedBy``, and a
-  ``RolesAndEntitlements`` entry in ``/ServiceProviderConfig``.
+  ``totalAssignmentsUsed``, ``contains`` and ``containedBy``. The draft also
+  puts a ``RolesAndEntitlements`` entry in ``/ServiceProviderConfig``; it is
+  left out, because strict clients refuse a configuration with an attribute
+  RFC 7643 does not define, and the draft's clients find the resource types
+  in ``/ResourceTypes`` anyway.
 
 Both are served by one resource type each, at the endpoints both expect:
 the resource type's ``schema`` is Okta's URN (what Okta keys on), the IETF
@@ -153,8 +156,6 @@ class PublishedType:
     schemas: tuple[type[Resource[Any]], ...]
     """The first is the resource type's ``schema``, the others its extensions (not required);
     every resource lists all of them, and ``/Schemas`` describes each."""
-    user_attribute: str
-    """The User attribute whose values it lists (``roles`` or ``entitlements``)."""
 
     @property
     def schema_urns(self) -> list[str]:
@@ -180,7 +181,6 @@ ROLES = PublishedType(
     description="Roles a client may assign in a User's roles",
     model=Role,
     schemas=(OktaRole, IetfRole),
-    user_attribute="roles",
 )
 
 ENTITLEMENTS = PublishedType(
@@ -189,7 +189,6 @@ ENTITLEMENTS = PublishedType(
     description="Entitlements a client may assign in a User's entitlements",
     model=Entitlement,
     schemas=(OktaEntitlement, IetfEntitlement),
-    user_attribute="entitlements",
 )
 
 
@@ -287,15 +286,3 @@ def published_document(
     for key, value in dumped.items():
         document.setdefault(key, value)
     return document
-
-
-def roles_and_entitlements_config(published: Sequence[PublishedType]) -> Document:
-    """``RolesAndEntitlements`` of ``/ServiceProviderConfig`` (the IETF draft's extension)."""
-    attributes = {kind.user_attribute for kind in published}
-    return {
-        "roles": {"supported": "roles" in attributes, "multipleRolesSupported": True},
-        "entitlements": {
-            "supported": "entitlements" in attributes,
-            "multipleEntitlementsSupported": True,
-        },
-    }

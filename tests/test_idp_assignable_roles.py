@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scim.published import OKTA_ENTITLEMENT_SCHEMA, OKTA_ROLE_SCHEMA
+from scim.published import IETF_ROLE_SCHEMA, OKTA_ENTITLEMENT_SCHEMA, OKTA_ROLE_SCHEMA
 from tests.fixtures_app import ScimClient
 from tests.scenarios import (
     PSA_CREATE,
@@ -124,6 +124,16 @@ def test_without_role_mapping_the_roles_are_listed_as_unsupported(
     # Hub does not read roles then: any value is stored as sent.
     ada = idp.user("ada@msp.example", roles=assertive_roles("Anything"))
     assert hub.role(ada) == "member"
+
+
+def test_discovery_lists_both_clients_schemas_and_needs_a_credential(
+    scim: ScimClient, hub: Hub
+) -> None:
+    schemas = {schema["id"] for schema in scim.get("/Schemas").get_json()["Resources"]}
+    assert {OKTA_ROLE_SCHEMA, OKTA_ENTITLEMENT_SCHEMA, IETF_ROLE_SCHEMA} <= schemas
+    anonymous = scim.get("/Roles", headers={"Authorization": None})
+    assert anonymous.status_code == 401
+    assert scim.get("/Roles/Admin", headers={"Authorization": None}).status_code == 401
 
 
 def test_each_organization_sees_its_own_values(

@@ -54,7 +54,10 @@ def test_scim2_tester_against_the_real_store(app, scim_token):
         base_url="http://localhost/scim/v2",
         headers={"Authorization": f"Bearer {scim_token}"},
     )
-    results = check_server(client, raise_exceptions=False)
+    # scim2-tester creates, replaces and deletes a resource of every type it
+    # discovers; the published Roles and Entitlements are read-only (405), and
+    # tested in test_scim_published.py and test_idp_assignable_roles.py.
+    results = check_server(client, raise_exceptions=False, resource_types=["User", "Group"])
     failures = [
         f"{result.title}: {result.reason}"
         for result in results
