@@ -24,9 +24,10 @@ of their own, discovered through ``/ResourceTypes``:
 Both are served by one resource type each, at the endpoints both expect:
 the resource type's ``schema`` is Okta's URN (what Okta keys on), the IETF
 URN is listed as a schema extension, and every resource carries both URNs and
-both sets of attributes, flat, as both documents show them. A resource's
-``id`` is its ``value``, so what Okta sends back is what the draft's clients
-send. ``/Schemas`` describes each URN with its own attributes.
+both sets of attributes, flat, as both documents show them. An application
+should give each resource its ``value`` as ``id``, so that what Okta sends
+back is what the draft's clients send. ``/Schemas`` describes each URN with
+its own attributes.
 
 A :class:`Publication` binds one of these types to a callable giving the
 current tenant's resources as plain documents; this module filters, sorts,
