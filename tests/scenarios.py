@@ -323,6 +323,16 @@ class AccessApi:
     def access(self, user: str) -> TestResponse:
         return self.client.get(f"/api/v1/access/{user}", headers=self.headers())
 
+    def snapshot(self, **query: Any) -> TestResponse:
+        """One page of every user's access (``cursor=``, ``limit=``)."""
+        return self.client.get("/api/v1/access", query_string=query, headers=self.headers())
+
+    def get(self, path: str, params: dict[str, Any]) -> Any:
+        """GET ``/api/v1<path>`` as ``docs/reconcile_client.py`` does: its JSON, or the test fails."""
+        response = self.client.get(f"/api/v1{path}", query_string=params, headers=self.headers())
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
     def effective_access(self, user: str) -> dict[str, Any]:
         """The user's access JSON; any answer but 200 fails the scenario."""
         response = self.access(user)

@@ -61,6 +61,27 @@ def read_only(session: Session) -> None:
     session.connection(execution_options=options)
 
 
+def read_consistently(session: Session) -> None:
+    """End ``session``'s transaction and begin one that reads a single snapshot throughout.
+
+    For reads that must agree with each other across statements (a page of
+    every user's access and the event position it is at). PostgreSQL's
+    default, READ COMMITTED, takes a new snapshot per statement: this
+    transaction is REPEATABLE READ and read-only instead. A SQLite reader
+    under WAL already keeps the snapshot of its first read until it ends.
+    Only for transactions that never write; whatever ``session`` had read
+    before is committed (it only read).
+    """
+    if session.in_transaction():
+        session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
+    else:
+        read_only(session)
+
+
 def begin_writing(session: Session) -> None:
     """Make what ``session`` runs next part of a writing transaction.
 

@@ -25,6 +25,7 @@ _SHAPE: dict[tuple[str, tuple[str, ...]], str] = {
     ("scim_resources", ("org_id", "kind", "name_key")): "1000000 100000 50000 1",
     ("scim_resources", ("org_id", "kind", "external_id")): "1000000 100000 50000 2",
     ("scim_resources", ("org_id", "kind", "created_at")): "1000000 100000 50000 2",
+    ("scim_resources", ("org_id", "kind", "id")): "1000000 100000 50000 1",
     ("scim_attribute_values", ("org_id", "path", "value_key")): "10000000 1000000 100000 2",
     ("scim_attribute_values", ("resource_id", "path", "element")): "10000000 10 2 1",
     ("group_members", ("group_id", "user_id")): "1000000 1000 1",

@@ -29,6 +29,7 @@ from connector.derived.tables import (
     GROUP_BINDINGS,
     MANUAL_GRANTS,
     MAPPINGS,
+    ONBOARDING,
     OWNER_HOLDS,
     OWNER_SEATS,
     PRODUCT_STATES,
@@ -417,6 +418,25 @@ def load_onboarded(session: Session, user_id: str) -> frozenset[str]:
     return frozenset(
         session.scalars(select(OnboardingDone.product).where(OnboardingDone.user_id == user_id))
     )
+
+
+def load_onboarded_of(
+    session: Session, org_id: int, user_ids: Collection[str]
+) -> dict[str, frozenset[str]]:
+    """:func:`load_onboarded` of a batch of users, in one query; a user with none is absent."""
+    if not user_ids:
+        return {}
+    dialect = session.get_bind().dialect.name
+    done = ONBOARDING.c
+    rows = session.execute(
+        select(done.user_id, done.product).where(
+            done.org_id == org_id, sql.in_ids(dialect, done.user_id, sorted(set(user_ids)))
+        )
+    )
+    found: dict[str, set[str]] = {}
+    for user_id, product in rows:
+        found.setdefault(user_id, set()).add(product)
+    return {user_id: frozenset(products) for user_id, products in found.items()}
 
 
 # -- derived state ---------------------------------------------------------------------

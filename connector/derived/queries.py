@@ -8,6 +8,7 @@ switched on has no snapshot yet: its access is derived on the fly.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from connector.access.authorize import Decision, authorize
 from connector.access.derive import DerivedAccess, Grant, derive_access
 from connector.access.onboarding import onboarding_status
+from connector.access.owners import OwnerSeats
 from connector.derived.facts import (
     find_user,
     load_onboarded,
@@ -28,15 +30,32 @@ from connector.derived.facts import (
 
 def current_access(session: Session, org_id: int, user_id: str) -> DerivedAccess:
     """The user's derived access: its snapshot, else derived now (without storing it)."""
-    snapshot = load_snapshots(session, org_id, [user_id]).get(user_id)
-    if snapshot is not None:
-        return snapshot
+    return current_accesses(session, org_id, [user_id])[user_id]
+
+
+def current_accesses(
+    session: Session, org_id: int, user_ids: Collection[str]
+) -> dict[str, DerivedAccess]:
+    """:func:`current_access` of each of ``user_ids``: a fixed number of queries for the batch.
+
+    A user without a snapshot is derived now, and one no longer in the
+    directory has no access.
+    """
+    found = load_snapshots(session, org_id, user_ids)
+    missing = sorted(set(user_ids) - found.keys())
+    if not missing:
+        return found
     rules = load_rules(session, org_id)
-    users = load_users(session, org_id, [user_id], rules)
-    if user_id not in users:
-        return DerivedAccess(user_id, active=False, role=None)
-    standing = load_seats(session, org_id).seats.standing(user_id)
-    return derive_access(users[user_id].facts, rules.context, standing)
+    users = load_users(session, org_id, missing, rules)
+    seats = load_seats(session, org_id).seats if users else OwnerSeats()
+    for user_id in missing:
+        user = users.get(user_id)
+        found[user_id] = (
+            derive_access(user.facts, rules.context, seats.standing(user_id))
+            if user is not None
+            else DerivedAccess(user_id, active=False, role=None)
+        )
+    return found
 
 
 def user_access(session: Session, org_id: int, user_ref: str) -> dict[str, Any]:
@@ -49,7 +68,12 @@ def user_access(session: Session, org_id: int, user_ref: str) -> dict[str, Any]:
     """
     user_id, user_name = find_user(session, org_id, user_ref)
     access = current_access(session, org_id, user_id)
-    onboarded = load_onboarded(session, user_id)
+    return access_json(user_name, access, load_onboarded(session, user_id))
+
+
+def access_json(user_name: str, access: DerivedAccess, onboarded: frozenset[str]) -> dict[str, Any]:
+    """One user's access JSON, as :func:`user_access` answers it, from what was read."""
+    user_id = access.user_id
     data = access.to_json()
     data["products"] = _with_onboarding(access.products, onboarded)
     data["dormant"] = _with_onboarding(access.dormant, onboarded)

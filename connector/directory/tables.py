@@ -42,6 +42,9 @@ class ScimResource(Base):
         UniqueConstraint("org_id", "kind", "name_key", name="uq_scim_resources_name"),
         Index("ix_scim_resources_external_id", "org_id", "kind", "external_id"),
         Index("ix_scim_resources_created", "org_id", "kind", "created_at"),
+        # Every user of a tenant in id order, a page at a time (GET /api/v1/access):
+        # a range of this index, whatever the other tenants hold.
+        Index("ix_scim_resources_kind_id", "org_id", "kind", "id"),
         # No index on modified_at, on purpose: every write bumps it, and an
         # index on it would stop PostgreSQL from updating rows in place (HOT).
         # A group PATCHed in batches of 50 then piles up dead index entries

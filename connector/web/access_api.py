@@ -4,6 +4,7 @@ The rules it answers by are in docs/rules.md (grants and product states, role
 as ceiling, leavers, onboarding, immediacy and events). Mounted by
 :func:`connector.web.app.create_app` under ``/api/v1``::
 
+    GET  /api/v1/access?cursor=C&limit=N             every user's access, a page at a time
     GET  /api/v1/access/<user>                       the user's effective access
     POST /api/v1/access/<user>/authorize             {"permission": "psa.tickets.create"}
     POST /api/v1/access/<user>/onboarding/<product>  the product's onboarding is done
@@ -36,11 +37,14 @@ from werkzeug.exceptions import HTTPException
 
 from connector.access.catalog import HUB_CATALOG
 from connector.admin.grants import complete_onboarding
+from connector.db.engine import read_consistently
 from connector.derived.queries import authorize_user, user_access
+from connector.derived.roster import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, access_page
 from connector.errors import HubError, InvalidInput, NotFound, answer_for
 from connector.tenancy.credentials import AuthenticatedCredential, Scope
 from connector.tenancy.ratelimit import RateLimiter
 from connector.trail.events import event_body, events_after
+from connector.web.access_cursor import AccessCursor, CursorError, decode_cursor, encode_cursor
 
 ACCESS_API_PREFIX = "/api/v1"
 DEFAULT_EVENT_LIMIT = 100
@@ -84,6 +88,21 @@ def create_access_blueprint(
     @blueprint.before_request
     def authenticate() -> Response | None:
         return _authenticate(protector, rate_limiter, realm)
+
+    @blueprint.get("/access")
+    def list_access() -> Response:
+        limit = _int_arg("limit", default=DEFAULT_PAGE_SIZE, minimum=1, maximum=MAX_PAGE_SIZE)
+        org_id = _org_id()
+        after = _cursor_arg(org_id)
+        db = session()
+        read_consistently(db)
+        page = access_page(db, org_id, after=after, limit=limit)
+        next_cursor = (
+            encode_cursor(AccessCursor(org_id, page.last_id))
+            if page.more and page.last_id is not None
+            else None
+        )
+        return jsonify(position=page.position, users=list(page.users), next_cursor=next_cursor)
 
     @blueprint.get("/access/<user>")
     def get_access(user: str) -> Response:
@@ -237,6 +256,19 @@ def _require_onboarding_product(product: str) -> None:
         raise NotFound(f"unknown product {product!r} (expected one of {known})")
     if found.onboarding is None:
         raise InvalidInput(f"{product} has no onboarding flow")
+
+
+def _cursor_arg(org_id: int) -> str:
+    """The user id the page starts after: ``""`` (the first page) without a cursor."""
+    raw = request.args.get("cursor")
+    if raw is None or raw == "":
+        return ""
+    try:
+        return decode_cursor(raw, org_id).after
+    except CursorError as error:
+        raise AccessApiError(
+            400, "invalid_cursor", f"cursor: {error}; pass next_cursor back unchanged"
+        ) from None
 
 
 MAX_SQL_INTEGER = 2**63 - 1
