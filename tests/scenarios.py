@@ -328,7 +328,7 @@ class AccessApi:
         return self.client.get("/api/v1/access", query_string=query, headers=self.headers())
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
-        """GET ``/api/v1<path>`` as ``docs/reconcile_client.py`` does: its JSON, or the test fails."""
+        """GET ``/api/v1<path>`` as docs/reconcile_client.py does: its JSON, or the test fails."""
         response = self.client.get(f"/api/v1{path}", query_string=params, headers=self.headers())
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_json()
