@@ -15,6 +15,7 @@ import importlib.util
 import random
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -23,9 +24,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from connector.db.engine import make_session_factory, read_consistently
 from connector.tenancy.credentials import Scope
+from connector.tenancy.tables import Organization
 from tests.fixtures_app import ScimClient, issue_token
 from tests.scenarios import OWNERS_MAPPING, AccessApi, Hub, Idp
 
@@ -422,3 +425,28 @@ def test_a_snapshot_read_while_the_idp_writes_plus_the_events_after_it_is_a_fres
             )
         ]
         assert [event["sequence"] for event in applied] == expected
+
+
+def test_a_page_is_read_in_one_snapshot_and_the_next_transaction_is_ordinary_again(
+    engine: Engine,
+) -> None:
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        session.execute(text("SELECT 1"))
+        read_consistently(session)
+        assert not session.in_nested_transaction()
+        if engine.dialect.name == "postgresql":
+            isolation = session.execute(text("SHOW transaction_isolation")).scalar_one()
+            read_only = session.execute(text("SHOW transaction_read_only")).scalar_one()
+            assert (isolation, read_only) == ("repeatable read", "on")
+        else:
+            # A deferred reader: it holds no write lock, so a writer can commit meanwhile.
+            session.execute(text("SELECT count(*) FROM organizations"))
+            with sessions() as writer:
+                writer.add(Organization(name=f"org-{uuid.uuid4().hex[:12]}"))
+                writer.commit()
+        session.rollback()
+    if engine.dialect.name == "postgresql":
+        with sessions() as session:
+            isolation = session.execute(text("SHOW transaction_isolation")).scalar_one()
+            assert isolation == "read committed"
