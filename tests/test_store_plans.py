@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from connector.db import dialect as sql
 from connector.db.planner import refresh_postgresql_statistics
+from connector.derived.roster import users_page_query
 from connector.directory.filters import FilterCompiler, sort_order
 from connector.directory.store import DEFAULT_MODELS, SqlBackend
 from connector.directory.tables import GroupMember, ScimResource
@@ -139,6 +140,17 @@ class TestPlans:
         explained = plan(session, query)
         assert_no_tenant_scan(explained)
         assert "ix_group_members_user" in explained
+
+    def test_a_page_of_every_users_access_is_a_range_of_the_id_index_without_sorting(
+        self, session: Session, okta_org: dict[str, Any]
+    ) -> None:
+        after = sorted(okta_org["users"])[700]
+        page = users_page_query().params(org_id=okta_org["org_id"], after=after, limit=501)
+        explained = plan(session, page)
+        assert_no_tenant_scan(explained)
+        assert "ix_scim_resources_kind_id" in explained
+        assert "Sort" not in explained
+        assert "TEMP B-TREE" not in explained
 
 
 def test_a_lookup_costs_the_same_in_a_big_org_as_in_a_small_one(

@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Integer, Select, String, bindparam, select
 from sqlalchemy.orm import Session
 
 from connector.access.changes import effective
@@ -54,17 +54,18 @@ class AccessPage:
 
 
 @functools.cache
-def _page_query() -> Select[Any]:
+def users_page_query() -> Select[Any]:
+    """Ids and userNames of ``org_id``'s users after id ``after``, at most ``limit``, by id."""
     resource = RESOURCES.c
     return (
         select(resource.id, resource.name)
         .where(
-            resource.org_id == bindparam("org_id"),
+            resource.org_id == bindparam("org_id", type_=Integer()),
             resource.kind == ResourceKind.USER.value,
-            resource.id > bindparam("after"),
+            resource.id > bindparam("after", type_=String()),
         )
         .order_by(resource.id)
-        .limit(bindparam("limit"))
+        .limit(bindparam("limit", type_=Integer()))
     )
 
 
@@ -90,7 +91,7 @@ def access_page(session: Session, org_id: int, *, after: str, limit: int) -> Acc
     """
     position = event_position(session, org_id)
     rows = session.execute(
-        _page_query(), {"org_id": org_id, "after": after, "limit": limit + 1}
+        users_page_query(), {"org_id": org_id, "after": after, "limit": limit + 1}
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]
