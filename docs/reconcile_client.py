@@ -31,6 +31,11 @@ REPLICA_EVENTS = ("access.changed", "user.deleted")
 """The events that change the replica: the user's full access after a change, a deletion."""
 
 
+class EventsPruned(Exception):
+    """The events right after the replica's position are gone: the replica is older than the
+    organization's event retention. Load a new snapshot."""
+
+
 @dataclass
 class Replica:
     """Every user's access as of ``position``, the last event sequence taken into account."""
@@ -118,11 +123,20 @@ def load(get: Get, limit: int = 500) -> Replica:
 def catch_up(
     get: Get, replica: Replica, on_event: Callable[[dict[str, Any]], None] | None = None
 ) -> int:
-    """Apply every event after the replica's position; answers how many were new to it."""
+    """Apply every event after the replica's position; answers how many were new to it.
+
+    An organization's events are numbered without gaps, so a first event
+    beyond ``position + 1`` means the ones between were pruned: raises
+    :class:`EventsPruned`.
+    """
     applied = 0
     while True:
         page = get("/events", {"after": replica.position, "limit": 1000})
         for event in page["events"]:
+            if int(event["sequence"]) > replica.position + 1:
+                raise EventsPruned(
+                    f"events {replica.position + 1}..{int(event['sequence']) - 1} were pruned"
+                )
             if replica.apply(event):
                 applied += 1
                 if on_event is not None:
@@ -149,6 +163,10 @@ def http_get(url: str, token: str) -> Get:
     return get
 
 
+def print_event(event: dict[str, Any]) -> None:
+    print(event["sequence"], event["type"], event["subject"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the connector, e.g. http://127.0.0.1:8000")
@@ -162,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(replica.users)} users at position {replica.position} ({applied} events applied)")
     while args.follow:
         time.sleep(args.follow)
-        applied = catch_up(
-            get, replica, lambda event: print(event["sequence"], event["type"], event["subject"])
-        )
+        try:
+            catch_up(get, replica, print_event)
+        except EventsPruned as gone:
+            print(f"{gone}: loading a new snapshot")
+            replica = load(get, args.limit)
     return 0
 
 

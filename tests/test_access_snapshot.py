@@ -24,11 +24,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, delete, text
+from werkzeug.serving import make_server
 
 from connector.db.engine import make_session_factory, read_consistently
 from connector.tenancy.credentials import Scope
 from connector.tenancy.tables import Organization
+from connector.trail.events import Event
 from tests.fixtures_app import ScimClient, issue_token
 from tests.scenarios import OWNERS_MAPPING, AccessApi, Hub, Idp
 
@@ -450,3 +452,48 @@ def test_a_page_is_read_in_one_snapshot_and_the_next_transaction_is_ordinary_aga
         with sessions() as session:
             isolation = session.execute(text("SHOW transaction_isolation")).scalar_one()
             assert isolation == "read committed"
+
+
+def test_a_replica_older_than_the_event_retention_is_told_to_load_again(
+    idp: Idp, configured: Hub, product: AccessApi
+) -> None:
+    ada = idp.user("ada@msp.example")
+    replica = reconcile.load(product.get)
+    idp.group("PSA Technicians", [ada])
+    idp.deactivate(ada)
+    pruned = replica.position + 1
+    configured.run(
+        lambda s: s.execute(
+            delete(Event).where(Event.org_id == configured.org_id, Event.sequence == pruned)
+        )
+    )
+
+    with pytest.raises(reconcile.EventsPruned, match=f"events {pruned}..{pruned} were pruned"):
+        reconcile.catch_up(product.get, replica)
+
+    fresh = reconcile.load(product.get)
+    assert fresh.users[ada]["active"] is False
+
+
+def test_the_example_client_loads_the_organization_over_http(
+    app: Flask,
+    idp: Idp,
+    configured: Hub,
+    access_token: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    users = [idp.user(f"user{n}@msp.example") for n in range(5)]
+    idp.group("PSA Technicians", users[:2])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        status = reconcile.main(["--url", url, "--token", access_token, "--limit", "2"])
+    finally:
+        server.shutdown()
+        thread.join()
+
+    last = max(event.sequence for event in configured.events())
+    assert status == 0
+    assert capsys.readouterr().out.strip() == f"5 users at position {last} (0 events applied)"
