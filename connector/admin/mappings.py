@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
-from connector.access.derive import AccessContext, derive_access, qualifies_as_owner
+from connector.access.derive import AccessContext, Source, derive_access, qualifies_as_owner
 from connector.access.mapping import (
     GroupRef,
     MappingConfig,
@@ -92,6 +92,11 @@ class MappingPreview:
             if event.kind is OwnerEventKind.HELD
         )
 
+    @property
+    def condition_movers(self) -> tuple[UserChange, ...]:
+        """Users whose access moves because a rule's ``when`` now holds or no longer does."""
+        return tuple(item for item in self.changes if condition_causes(item))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
@@ -99,6 +104,14 @@ class MappingPreview:
             "users_examined": self.users_examined,
             "changed_users": len(self.changes),
             "changes": [change.to_json() for change in self.changes],
+            "condition_movers": [
+                {
+                    "userName": item.user_name,
+                    "user_id": item.user_id,
+                    "rules": [source.describe() for source in condition_causes(item)],
+                }
+                for item in self.condition_movers
+            ],
             "held": list(self.held),
             "owners": self.owners.after.to_json(),
             "owner_events": [
@@ -119,7 +132,11 @@ class MappingPreview:
         lines = [head, f"{len(self.changes)} of {self.users_examined} users {verb}:"]
         for item in self.changes:
             who = item.user_name or item.user_id
-            lines.append(f"  {who}: {describe_change(item.change.before, item.change.after)}")
+            line = f"  {who}: {describe_change(item.change.before, item.change.after)}"
+            because = condition_causes(item)
+            if because:
+                line += " (moved by " + ", ".join(source.describe() for source in because) + ")"
+            lines.append(line)
         for held in self.held:
             lines.append(
                 f"Held as a third Owner: {held.get('userName') or held['user_id']} "
@@ -142,6 +159,11 @@ class MappingPreview:
                 + ", ".join(self.client_domain_users)
             )
         return "\n".join(lines)
+
+
+def condition_causes(item: UserChange) -> tuple[Source, ...]:
+    """The rules with a ``when`` condition among the causes of a change (a mover's rules)."""
+    return tuple(source for source in item.change.causes if source.when is not None)
 
 
 def describe_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:

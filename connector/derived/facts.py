@@ -18,6 +18,7 @@ from sqlalchemy import Select, bindparam, false, literal_column, null, select, u
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import ProductState
+from connector.access.conditions import satisfied
 from connector.access.derive import AccessContext, DerivedAccess, ManualGrant, UserFacts
 from connector.access.mapping import MappingConfig, MappingError, ProductGrant, parse_mapping
 from connector.access.owners import HeldOwner, OwnerSeats, Seat
@@ -82,6 +83,15 @@ def scim_role_values(document: Mapping[str, Any] | None) -> frozenset[str]:
         if isinstance(value, str) and value.strip():
             values.add(value)
     return frozenset(values)
+
+
+def satisfied_conditions(
+    config: MappingConfig, document: Mapping[str, Any] | None
+) -> frozenset[int]:
+    """The rules whose ``when`` the user document satisfies (docs/rules.md#mapping-rules)."""
+    if document is None or not config.conditions:
+        return frozenset()
+    return satisfied(config.conditions, document)
 
 
 def email_addresses(document: Mapping[str, Any]) -> tuple[str, ...]:
@@ -272,9 +282,11 @@ def load_users(
     if not ids:
         return {}
     queries, params = _ids(session, org_id, ids)
-    with_roles = rules.config.map_scim_roles
+    config = rules.config
+    with_roles = config.map_scim_roles
+    with_document = with_roles or bool(config.conditions)
     rows = session.execute(
-        queries.users_with_document if with_roles else queries.users, params
+        queries.users_with_document if with_document else queries.users, params
     ).all()
     found = [row.id for row in rows]
     groups: dict[str, set[str]] = {}
@@ -294,6 +306,7 @@ def load_users(
             active=row.active is not False,
             group_ids=frozenset(groups.get(row.id, ())),
             scim_roles=scim_role_values(row.document) if with_roles else frozenset(),
+            conditions=satisfied_conditions(config, row.document) if with_document else frozenset(),
             manual_grants=manual.get(row.id, ()),
         )
         users[row.id] = DirectoryUser(facts, row.name, row.created_at)
@@ -315,6 +328,7 @@ def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRule
         user_id=user_id,
         active=is_active(document),
         scim_roles=scim_role_values(document) if rules.config.map_scim_roles else frozenset(),
+        conditions=satisfied_conditions(rules.config, document),
     )
     return DirectoryUser(
         facts,

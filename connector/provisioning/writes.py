@@ -42,6 +42,7 @@ from connector.derived.facts import (
     forget_rules,
     is_active,
     load_rules,
+    satisfied_conditions,
     scim_role_values,
     user_from_document,
 )
@@ -136,6 +137,10 @@ class ScimWrites:
             # Whether the IdP ever takes a role away, for the health report.
             note_role_change(self.session, self.org_id, resource_id, old_roles, new_roles)
         roles_count = rules.config.map_scim_roles and old_roles != new_roles
+        # A mover: a profile change that makes a rule's condition true or false.
+        moved = bool(rules.config.conditions) and satisfied_conditions(
+            rules.config, before
+        ) != satisfied_conditions(rules.config, after)
         if was_active and not now_active:
             # A leaver's access is none whatever their groups and grants: the
             # document says all derivation needs (docs/rules.md#leavers).
@@ -149,7 +154,7 @@ class ScimWrites:
                 known=[leaver],
                 journal=journal,
             )
-        elif was_active != now_active or roles_count:
+        elif was_active != now_active or roles_count or moved:
             recompute(
                 self.session,
                 self.org_id,
