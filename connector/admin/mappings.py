@@ -56,6 +56,7 @@ from connector.derived.recompute import (
     save_snapshots,
 )
 from connector.derived.tables import GroupBinding, MappingDocument
+from connector.directory.extensions import org_schemas
 from connector.directory.tables import ScimAttributeValue, ScimResource
 from connector.trail.cause import Cause
 from connector.trail.journal import Journal
@@ -207,13 +208,16 @@ def apply_mapping(
 
     Raises :class:`connector.access.mapping.MappingError` naming every bad line.
     """
-    config = parse_mapping(source, source=source_name)
+    served = org_schemas(session, org_id)
+    config = parse_mapping(source, source=source_name, user_model=served.model(ResourceKind.USER))
     if not dry_run:
         lock_rules_exclusive(session, org_id)
     old = load_rules(session, org_id)
     bindings = bind_rules(config, _group_refs(session, org_id), old.context.bindings)
     rules = OrgRules(
-        AccessContext(config, dict(bindings.by_key), old.context.product_states), source
+        AccessContext(config, dict(bindings.by_key), old.context.product_states),
+        source,
+        served=old.served,
     )
     cause = Cause(actor, f"mapping applied ({source_name})")
     now = utcnow()

@@ -8,13 +8,24 @@ that a membership change of k users costs O(k).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, false, literal_column, null, select, union_all
+from sqlalchemy import (
+    Select,
+    Text,
+    bindparam,
+    cast,
+    false,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import ProductState
@@ -35,9 +46,10 @@ from connector.derived.tables import (
     PRODUCT_STATES,
     OnboardingDone,
 )
-from connector.directory.tables import GROUP_MEMBERS, RESOURCES, ScimResource
+from connector.directory.tables import EXTENSIONS, GROUP_MEMBERS, RESOURCES, ScimResource
 from connector.errors import NotFound
 from scim.backend import ResourceKind
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas, served_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +131,9 @@ _SNAPSHOTS = ACCESS_SNAPSHOTS
 _SEATS = OWNER_SEATS
 _HOLDS = OWNER_HOLDS
 
-# The mapping, its bindings and the product states in one round trip: rows
-# ("mapping", source, NULL), ("binding", ref_key, group_id), ("product", product, state).
+# The mapping, its bindings, the product states and the declared SCIM
+# extensions in one round trip: rows ("mapping", source, NULL), ("binding",
+# ref_key, group_id), ("product", product, state), ("extension", urn, schema).
 _RULES = union_all(
     select(
         literal_column("'mapping'").label("part"),
@@ -133,6 +146,9 @@ _RULES = union_all(
     select(literal_column("'product'"), _PRODUCT_STATES.c.product, _PRODUCT_STATES.c.state).where(
         _PRODUCT_STATES.c.org_id == bindparam("org_id")
     ),
+    select(
+        literal_column("'extension'"), EXTENSIONS.c.urn_key, cast(EXTENSIONS.c.document, Text)
+    ).where(EXTENSIONS.c.org_id == bindparam("org_id")),
 )
 
 
@@ -143,6 +159,7 @@ class OrgRules:
     context: AccessContext
     source: str | None
     broken: str | None = None  # why the stored mapping no longer parses, if it does not
+    served: ServedSchemas = DEFAULT_SCHEMAS  # the SCIM schemas conditions are read against
 
     @property
     def config(self) -> MappingConfig:
@@ -154,9 +171,12 @@ class OrgRules:
 
 
 @functools.lru_cache(maxsize=256)
-def parsed_mapping(source: str) -> MappingConfig:
-    """The stored mapping text parsed once per process (it was validated when applied)."""
-    return parse_mapping(source)
+def parsed_mapping(source: str, served: ServedSchemas = DEFAULT_SCHEMAS) -> MappingConfig:
+    """The stored mapping text parsed once per process (it was validated when applied).
+
+    ``when`` conditions are read against the organization's User schema.
+    """
+    return parse_mapping(source, user_model=served.model(ResourceKind.USER))
 
 
 def load_rules(session: Session, org_id: int) -> OrgRules:
@@ -171,15 +191,19 @@ def load_rules(session: Session, org_id: int) -> OrgRules:
     source: str | None = None
     bindings: dict[str, str] = {}
     states: dict[str, ProductState] = {}
+    extensions: list[dict[str, Any]] = []
     for part, name, value in session.execute(_RULES, {"org_id": org_id}):
         if part == "mapping":
             source = name
         elif part == "binding":
             bindings[name] = value
+        elif part == "extension":
+            extensions.append(json.loads(value))
         else:
             states[name] = ProductState.parse(value)
-    config, broken = _config(org_id, source)
-    rules = OrgRules(with_bindings(config, bindings, states), source, broken)
+    served = served_schemas(extensions)
+    config, broken = _config(org_id, source, served)
+    rules = OrgRules(with_bindings(config, bindings, states), source, broken, served)
     remember(session, ("rules", org_id), rules)
     return rules
 
@@ -189,14 +213,16 @@ def forget_rules(session: Session, org_id: int) -> None:
     forget(session, ("rules", org_id))
 
 
-def _config(org_id: int, source: str | None) -> tuple[MappingConfig, str | None]:
+def _config(
+    org_id: int, source: str | None, served: ServedSchemas
+) -> tuple[MappingConfig, str | None]:
     """The mapping in force (defaults without one), and why it no longer parses if so."""
     if source is None:
         return MappingConfig(), None
     try:
-        return parsed_mapping(source), None
+        return parsed_mapping(source, served), None
     except MappingError as error:
-        # Valid when applied; the catalog has since changed under it. The
+        # Valid when applied; the catalog (or a declared extension) has since changed. The
         # IdP must not fail for it (docs/rules.md#directory-mirrors-the-idp): derive with the
         # defaults, and let the health report say so loudly.
         logger.error("organization %s: the mapping in force no longer parses: %s", org_id, error)

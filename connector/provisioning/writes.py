@@ -55,6 +55,7 @@ from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 from connector.trail.role_changes import note_role_change
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 
 AUDITED_IDS = 1000
 """Member ids one membership audit entry lists; a larger delta is cut there, and counted."""
@@ -66,11 +67,17 @@ GROUP = ResourceKind.GROUP
 class ScimWrites:
     """The SCIM directory of organization ``org_id`` with Hub access kept beside it."""
 
-    def __init__(self, session: Session, org_id: int, cause: Cause) -> None:
+    def __init__(
+        self,
+        session: Session,
+        org_id: int,
+        cause: Cause,
+        served: ServedSchemas = DEFAULT_SCHEMAS,
+    ) -> None:
         self.session = session
         self.org_id = org_id
         self.cause = cause
-        self.store = DirectoryStore(session, org_id)
+        self.store = DirectoryStore(session, org_id, models=dict(served.models))
 
     # -- reads: no lock ------------------------------------------------------------------
 
