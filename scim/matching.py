@@ -14,7 +14,7 @@ resource types, not to a filter written once and kept).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,11 +64,38 @@ def document_matches(compiled: ScimFilter[Any], document: Mapping[str, Any]) -> 
 
     A document its model cannot read matches nothing.
     """
+    return matching(model_of(compiled), [compiled], document)[0]
+
+
+def model_of(compiled: ScimFilter[Any]) -> type[Resource[Any]]:
+    """The one resource model a filter was bound to."""
     model = compiled.model
-    if model is None:
-        raise TypeError("document_matches needs a filter bound to one model")
+    if model is None or not issubclass(model, Resource):
+        raise TypeError("a filter bound to one resource model is needed")
+    return model
+
+
+def matching(
+    model: type[Resource[Any]], filters: Sequence[ScimFilter[Any]], document: Mapping[str, Any]
+) -> tuple[bool, ...]:
+    """Whether ``document`` satisfies each of ``filters``, all bound to ``model``.
+
+    The document is read once, and only the top-level attributes the filters
+    name (validating a whole User costs far more than matching it): what an
+    organization's many rules cost per user.
+    """
+    wanted = {key for compiled in filters for key in _top_level_keys(model, compiled)}
+    trimmed = {key: value for key, value in document.items() if key.lower() in wanted}
     try:
-        resource = model.model_validate(dict(document))
+        resource = model.model_validate(trimmed)
     except ValidationError:
-        return False
-    return compiled.match(resource)
+        return tuple(False for _ in filters)
+    return tuple(compiled.match(resource) for compiled in filters)
+
+
+def _top_level_keys(model: type[Resource[Any]], compiled: ScimFilter[Any]) -> Iterator[str]:
+    """The document keys a filter reads, lower-cased: core attributes, or extension URNs."""
+    core = str(model.__schema__ or "").lower()
+    for path in attribute_paths(compiled.ast):
+        uri = (path.uri or "").lower()
+        yield path.attr.lower() if uri in ("", core) else uri

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from scim2_models import InvalidValueException
 from sqlalchemy import Engine
 
 from connector.access.mapping import MappingError
@@ -257,8 +258,6 @@ def test_declaring_again_may_add_attributes_but_not_retype_or_remove(hub: Hub) -
     ],
 )
 def test_a_bad_extension_schema_is_refused_saying_why(document: Any, reason: str) -> None:
-    from scim2_models import InvalidValueException
-
     with pytest.raises(InvalidValueException) as refused:
         parse_extension_schema(document)
     assert reason in str(refused.value.detail)

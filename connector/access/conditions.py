@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scim.matching import attribute_paths, compile_filter, document_matches
+from scim.matching import attribute_paths, compile_filter, document_matches, matching
 from scim2_models import InvalidFilterException, Resource, ScimFilter
 
 _NOT_IN_THE_PROFILE = frozenset({"groups"})
@@ -62,5 +62,12 @@ def parse_condition(text: str, user_model: type[Resource[Any]]) -> Condition:
 def satisfied(
     conditions: Iterable[tuple[int, Condition]], document: Mapping[str, Any]
 ) -> frozenset[int]:
-    """The numbers of the rules whose condition ``document`` satisfies."""
-    return frozenset(number for number, condition in conditions if condition.holds_for(document))
+    """The numbers of the rules whose condition ``document`` satisfies (read once per model)."""
+    by_model: dict[type[Resource[Any]], list[tuple[int, Condition]]] = {}
+    for number, condition in conditions:
+        by_model.setdefault(condition.model, []).append((number, condition))
+    found: set[int] = set()
+    for model, items in by_model.items():
+        verdicts = matching(model, [condition.compiled for _, condition in items], document)
+        found.update(number for (number, _), holds in zip(items, verdicts, strict=True) if holds)
+    return frozenset(found)
