@@ -292,3 +292,15 @@ def test_an_invalid_condition_is_refused_when_applied_and_nothing_changes(
             )
         )
     assert hub.run(lambda s: current_mapping(s, org_id)) is None
+
+
+def test_an_okta_put_that_makes_a_user_a_contractor_moves_them(idp: Idp, hub: Hub) -> None:
+    hub.apply(mapping(CONTRACTORS))
+    body = okta_user("ada@msp.example", userType="Employee")
+    ada = idp.expect(idp.scim.post("/Users", json=body), 201)["id"]
+    assert hub.role(ada) == "member"
+
+    idp.expect(idp.scim.put(f"/Users/{ada}", json={**body, "userType": "Contractor"}), 200)
+
+    assert hub.role(ada) == "viewer"
+    assert hub.events("access.changed")[-1].subject == ada
