@@ -42,6 +42,12 @@ DECLARABLE_TYPES = ("string", "boolean", "integer", "decimal", "dateTime", "refe
 
 _SERVED_URNS = frozenset(urn for urns in KNOWN_SCHEMAS.values() for urn in urns)
 
+# An extension becomes an attribute of the User model named after the schema:
+# it may not shadow one the model has (``emails``, ``Emails``, ``EnterpriseUser``).
+_TAKEN_NAMES = frozenset(
+    name.lower() for name in (*dir(MODELS[ResourceKind.USER]), EnterpriseUser.__name__, "User")
+)
+
 
 @dataclass(frozen=True, eq=False)
 class ServedSchemas:
@@ -100,6 +106,10 @@ def parse_extension_schema(document: Any) -> Schema:
     if not schema.name or not schema.name.isidentifier():
         raise InvalidValueException(
             detail=f"{urn} needs a name of a single word (letters, digits, _), not {schema.name!r}"
+        )
+    if schema.name.lower() in _TAKEN_NAMES:
+        raise InvalidValueException(
+            detail=f"{urn} cannot be named {schema.name!r}: the User resource has that name"
         )
     if not schema.attributes:
         raise InvalidValueException(detail=f"{urn} declares no attribute")

@@ -254,6 +254,8 @@ def test_declaring_again_may_add_attributes_but_not_retype_or_remove(hub: Hub) -
         ({**CUSTOM_SCHEMA, "attributes": []}, "declares no attribute"),
         ({**CUSTOM_SCHEMA, "name": "Custom Extension"}, "single word"),
         ({"id": CUSTOM}, "needs a name of a single word"),
+        ({**CUSTOM_SCHEMA, "name": "Emails"}, "the User resource has that name"),
+        ({**CUSTOM_SCHEMA, "name": "EnterpriseUser"}, "the User resource has that name"),
         ([], "JSON object"),
     ],
 )
