@@ -10,6 +10,8 @@ What an application uses:
   :func:`scim.errors.register_scim_error_handlers` (routing errors);
 - :class:`scim.settings.ScimSettings` (limits and advertised capabilities);
 - :data:`scim.resources.MODELS` (the models requests are validated with,
-  for a backend that resolves attribute paths);
+  for a backend that resolves attribute paths), and
+  :func:`scim.extensions.served_schemas` for a tenant that declared User
+  extensions (the blueprint's ``schemas`` callable answers it per request);
 - :func:`scim.errors.error_response` (a SCIM Error for its own refusals).
 """

@@ -26,7 +26,9 @@ from scim2_models import (
     Context,
     InvalidValueException,
     NotFoundException,
+    ResourceType,
     ResponseParameters,
+    Schema,
     SCIMException,
     SearchRequest,
 )
@@ -52,6 +54,7 @@ from scim.errors import (
     internal_error_response,
     scim_json_response,
 )
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import etag_matches, read_json_body, weak_etag
 from scim.operations import (
     apply_creation,
@@ -76,7 +79,7 @@ from scim.representation import (
     resource_response,
     stored_from_document,
 )
-from scim.resources import ENDPOINTS, MEMBERSHIP_ATTRIBUTE, MODELS
+from scim.resources import ENDPOINTS, MEMBERSHIP_ATTRIBUTE
 from scim.settings import ScimSettings
 
 T = TypeVar("T")
@@ -89,15 +92,19 @@ def create_blueprint(
     settings: ScimSettings,
     name: str = "scim",
     publications: Sequence[Publication] = (),
+    schemas: Callable[[], ServedSchemas] | None = None,
 ) -> Blueprint:
     """The SCIM endpoints over the backend ``provider`` gives for each request.
 
     ``publications`` adds read-only resource types, such as the roles and
     entitlements a client may assign (:mod:`scim.published`): each is listed
     in ``/ResourceTypes`` and ``/Schemas`` and served at its endpoint, GET only.
+    ``schemas`` gives the schemas served to this request's tenant (its declared
+    extensions, :mod:`scim.extensions`); without it every request is served
+    the core ones.
     """
     blueprint = Blueprint(name, __name__)
-    views = _Views(provider, settings, publications)
+    views = _Views(provider, settings, publications, schemas or _default_schemas)
 
     blueprint.before_request(views.check_query_string)
 
@@ -149,6 +156,10 @@ def create_blueprint(
     return blueprint
 
 
+def _default_schemas() -> ServedSchemas:
+    return DEFAULT_SCHEMAS
+
+
 class _Views:
     """The view functions, sharing the backend provider and the settings."""
 
@@ -157,20 +168,21 @@ class _Views:
         provider: BackendProvider,
         settings: ScimSettings,
         publications: Sequence[Publication] = (),
+        schemas: Callable[[], ServedSchemas] = lambda: DEFAULT_SCHEMAS,
     ) -> None:
         self.provider = provider
         self.settings = settings
+        self.served = schemas
         self.publications = tuple(publications)
-        self.resource_types = (
-            *resource_types(),
-            *(publication.type.resource_type() for publication in self.publications),
+        self.published_types = tuple(
+            publication.type.resource_type() for publication in self.publications
         )
         published_schemas = {
             str(model.__schema__): model.to_schema()
             for publication in self.publications
             for model in publication.type.schemas
         }
-        self.schemas = (*schemas(), *published_schemas.values())
+        self.published_schemas = tuple(published_schemas.values())
 
     # -- errors ----------------------------------------------------------------
 
@@ -227,7 +239,8 @@ class _Views:
         """GET ``/Users`` or POST ``/Users/.search`` (RFC 7644 sections 3.4.2 and 3.4.3)."""
         if not isinstance(payload, dict):
             raise InvalidValueException(detail="A SearchRequest must be a JSON object")
-        parsed = parse_list_request(kind, payload, self.settings)
+        served = self.served()
+        parsed = parse_list_request(kind, payload, self.settings, served)
         page = self._read(lambda backend: list_resources(backend, kind, parsed.query))
         document = list_response(
             [kind],
@@ -237,6 +250,7 @@ class _Views:
             self.base_url,
             context,
             parsed.parameters,
+            served,
         )
         return scim_json_response(document, 200)
 
@@ -246,7 +260,8 @@ class _Views:
         if not isinstance(payload, dict):
             raise InvalidValueException(detail="A SearchRequest must be a JSON object")
         kinds = [ResourceKind.USER, ResourceKind.GROUP]
-        parsed = parse_search(payload, self.settings, kinds)
+        served = self.served()
+        parsed = parse_search(payload, self.settings, kinds, served)
         total, resources = self._read(
             lambda backend: search_all(backend, kinds, {kind: parsed[kind].query for kind in kinds})
         )
@@ -259,13 +274,14 @@ class _Views:
             self.base_url,
             Context.SEARCH_RESPONSE,
             first.parameters,
+            served,
         )
         return scim_json_response(document, 200)
 
     def get(self, kind: ResourceKind, resource_id: str) -> Response:
         """GET one resource (RFC 7644 section 3.4.1), or 304 when ``If-None-Match`` names it."""
         parameters = self._response_parameters(kind)
-        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+        include_members = self._wants_members(kind, parameters)
         stored = self._read(
             lambda backend: backend.get(kind, resource_id, include_members=include_members)
         )
@@ -276,7 +292,9 @@ class _Views:
 
     def create(self, kind: ResourceKind) -> Response:
         """POST a resource (RFC 7644 section 3.3): 201 with ``Location``."""
-        creation = prepare_creation(kind, self._body(), self.settings.max_multi_valued)
+        creation = prepare_creation(
+            kind, self._body(), self.settings.max_multi_valued, self.served()
+        )
         parameters = self._response_parameters(kind)
         stored = self._write(lambda backend: apply_creation(backend, creation))
         response = self._resource(kind, stored, 201, Context.RESOURCE_CREATION_RESPONSE, parameters)
@@ -291,10 +309,15 @@ class _Views:
         checks the member list of its PUT.
         """
         replacement = prepare_replacement(
-            kind, resource_id, self._body(), self._if_match(), self.settings.max_multi_valued
+            kind,
+            resource_id,
+            self._body(),
+            self._if_match(),
+            self.settings.max_multi_valued,
+            self.served(),
         )
         parameters = self._response_parameters(kind)
-        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+        include_members = self._wants_members(kind, parameters)
 
         def apply(backend: Backend) -> Stored:
             stored = apply_replacement(backend, replacement)
@@ -312,10 +335,12 @@ class _Views:
         request names ``attributes`` or ``excludedAttributes``: a group's
         member list is never serialized just to acknowledge a change.
         """
-        patch = prepare_patch(kind, resource_id, self._body(), self.settings, self._if_match())
+        patch = prepare_patch(
+            kind, resource_id, self._body(), self.settings, self._if_match(), self.served()
+        )
         parameters = self._response_parameters(kind)
         projected = bool(parameters and (parameters.attributes or parameters.excluded_attributes))
-        include_members = wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], MODELS[kind])
+        include_members = self._wants_members(kind, parameters)
 
         def apply(backend: Backend) -> tuple[Stored, bool]:
             result = apply_patch(backend, patch, self.settings, include_members=include_members)
@@ -340,8 +365,9 @@ class _Views:
         """POST ``/Bulk`` (RFC 7644 section 3.7): 200 with a BulkResponse."""
         payload = read_json_body(request, self.settings.bulk_max_payload_bytes)
         base_url = self.base_url
+        served = self.served()
         document = self._write(
-            lambda backend: process_bulk(backend, payload, self.settings, base_url)
+            lambda backend: process_bulk(backend, payload, self.settings, base_url, served)
         )
         return scim_json_response(document, 200)
 
@@ -350,22 +376,28 @@ class _Views:
     def service_provider_config(self) -> Response:
         return scim_json_response(service_provider_config(self.settings, self.base_url), 200)
 
+    def _resource_types(self) -> tuple[ResourceType, ...]:
+        return (*resource_types(self.served()), *self.published_types)
+
+    def _schemas(self) -> tuple[Schema, ...]:
+        return (*schemas(self.served()), *self.published_schemas)
+
     def resource_types_view(self) -> Response:
-        documents = [resource_type_document(rt, self.base_url) for rt in self.resource_types]
+        documents = [resource_type_document(rt, self.base_url) for rt in self._resource_types()]
         return scim_json_response(discovery_list(documents), 200)
 
     def resource_type(self, resource_type_id: str) -> Response:
-        found = find_resource_type(resource_type_id, self.resource_types)
+        found = find_resource_type(resource_type_id, self._resource_types())
         if found is None:
             raise NotFoundException(detail=f"No resource type {resource_type_id!r}")
         return scim_json_response(resource_type_document(found, self.base_url), 200)
 
     def schemas_view(self) -> Response:
-        documents = [schema_document(schema, self.base_url) for schema in self.schemas]
+        documents = [schema_document(schema, self.base_url) for schema in self._schemas()]
         return scim_json_response(discovery_list(documents), 200)
 
     def schema(self, schema_id: str) -> Response:
-        found = find_schema(schema_id, self.schemas)
+        found = find_schema(schema_id, self._schemas())
         if found is None:
             raise NotFoundException(detail=f"No schema {schema_id!r}")
         return scim_json_response(schema_document(found, self.base_url), 200)
@@ -434,7 +466,9 @@ class _Views:
         context: Context,
         parameters: ResponseParameters[Any] | None,
     ) -> Response:
-        document = resource_response(kind, stored, self.base_url, context, parameters)
+        document = resource_response(
+            kind, stored, self.base_url, context, parameters, self.served()
+        )
         return scim_json_response(document, status, {"ETag": weak_etag(stored.version)})
 
     def _response_parameters(self, kind: ResourceKind) -> ResponseParameters[Any] | None:
@@ -446,7 +480,7 @@ class _Views:
         }
         if not parameters:
             return None
-        model = MODELS[kind]
+        model = self.served().model(kind)
         try:
             return ResponseParameters[model].model_validate(parameters)  # type: ignore[valid-type]
         except ValidationError as exc:
@@ -466,6 +500,12 @@ class _Views:
             return SearchRequest[model].model_validate(parameters)  # type: ignore[valid-type]
         except ValidationError as exc:
             raise exception_from_validation_error(exc) from exc
+
+    def _wants_members(
+        self, kind: ResourceKind, parameters: ResponseParameters[Any] | None
+    ) -> bool:
+        model = self.served().model(kind)
+        return wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], model)
 
     def _if_match(self) -> ETags | None:
         if not self.settings.etag_supported or "If-Match" not in request.headers:

@@ -30,6 +30,7 @@ from werkzeug.http import parse_etags
 
 from scim.backend import Backend, ResourceKind, Stored
 from scim.errors import exception_from_validation_error
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import weak_etag
 from scim.operations import create_resource, delete_resource, patch_resource, replace_resource
 from scim.representation import resource_location
@@ -66,7 +67,11 @@ class BulkOperation:
 
 
 def process_bulk(
-    backend: Backend, payload: Any, settings: ScimSettings, base_url: str
+    backend: Backend,
+    payload: Any,
+    settings: ScimSettings,
+    base_url: str,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> dict[str, Any]:
     """Run a BulkRequest and return the BulkResponse document."""
     operations, fail_on_errors = parse_bulk_request(payload, settings)
@@ -92,7 +97,9 @@ def process_bulk(
         # Only circular references remain: each of them fails.
         operation = ready or pending[0]
         pending.remove(operation)
-        result = _run(backend, operation, created, settings, base_url, circular=ready is None)
+        result = _run(
+            backend, operation, created, settings, base_url, served, circular=ready is None
+        )
         results[operation.index] = result
         if int(result["status"]) >= 400:
             errors += 1
@@ -166,6 +173,7 @@ def _run(
     created: dict[str, str],
     settings: ScimSettings,
     base_url: str,
+    served: ServedSchemas,
     *,
     circular: bool,
 ) -> dict[str, Any]:
@@ -178,7 +186,7 @@ def _run(
                 detail="The operation takes part in a circular bulkId reference"
             )
         with backend.savepoint():
-            kind, resource_id, stored = _execute(backend, operation, created, settings)
+            kind, resource_id, stored = _execute(backend, operation, created, settings, served)
     except ValidationError as exc:
         return _failure(result, exception_from_validation_error(exc))
     except SCIMException as exc:
@@ -201,7 +209,11 @@ def _run(
 
 
 def _execute(
-    backend: Backend, operation: BulkOperation, created: dict[str, str], settings: ScimSettings
+    backend: Backend,
+    operation: BulkOperation,
+    created: dict[str, str],
+    settings: ScimSettings,
+    served: ServedSchemas,
 ) -> tuple[ResourceKind, str, Stored | None]:
     """Run one operation, with its ``bulkId`` references resolved."""
     if operation.method not in METHODS:
@@ -214,7 +226,7 @@ def _execute(
             raise InvalidPathException(path=operation.path, detail="POST targets an endpoint")
         if operation.bulk_id is None:
             raise InvalidValueException(detail="bulkId is required for POST operations")
-        stored = create_resource(backend, kind, data, settings.max_multi_valued)
+        stored = create_resource(backend, kind, data, settings.max_multi_valued, served)
         return kind, stored.id, stored
     if resource_id is None:
         raise InvalidPathException(
@@ -222,11 +234,11 @@ def _execute(
         )
     if operation.method == "PUT":
         stored = replace_resource(
-            backend, kind, resource_id, data, if_match, settings.max_multi_valued
+            backend, kind, resource_id, data, if_match, settings.max_multi_valued, served
         )
         return kind, resource_id, stored
     if operation.method == "PATCH":
-        result = patch_resource(backend, kind, resource_id, data, settings, if_match)
+        result = patch_resource(backend, kind, resource_id, data, settings, if_match, served=served)
         return kind, resource_id, result.stored
     delete_resource(backend, kind, resource_id, if_match)
     return kind, resource_id, None

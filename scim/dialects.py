@@ -68,18 +68,21 @@ def body_resource_id(payload: Payload) -> str | None:
     return None
 
 
-def normalize_resource(kind: ResourceKind, payload: Payload) -> Payload:
+def normalize_resource(
+    kind: ResourceKind, payload: Payload, known: frozenset[str] | None = None
+) -> Payload:
     """A POST or PUT body in the form scim2-models validates (RFC 7644 sections 3.3 and 3.5.1).
 
     - ``id`` and ``meta`` are dropped: they are read-only and IdPs echo them.
     - A User's ``groups`` (read-only) and ``password`` (never stored) are dropped.
     - Schema URNs this service does not serve (Entra's
       ``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group``)
-      are dropped from ``schemas``, with any attributes filed under them.
+      are dropped from ``schemas``, with any attributes filed under them;
+      ``known`` are the URNs served (lowercased), by default the core ones.
     - A manager given as a bare id becomes ``{"value": id}``.
     - Role values Entra stringifies as JSON are read back as objects.
     """
-    known = KNOWN_SCHEMAS[kind]
+    known = KNOWN_SCHEMAS[kind] if known is None else known
     dropped = set(_SERVER_ASSIGNED)
     if kind is ResourceKind.USER:
         dropped |= _NEVER_WRITTEN_USER_ATTRIBUTES

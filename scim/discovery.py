@@ -7,7 +7,7 @@ the protocol layer enforces, so that what is advertised is what is served.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from scim2_models import (
@@ -28,7 +28,8 @@ from scim2_models import (
 )
 
 from scim.backend import Document, ResourceKind
-from scim.resources import ENDPOINTS, MODELS, EnterpriseUser, User
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
+from scim.resources import ENDPOINTS, EnterpriseUser, User
 from scim.settings import ScimSettings
 
 RESOURCE_TYPE_DESCRIPTIONS = {
@@ -72,25 +73,27 @@ def service_provider_config(settings: ScimSettings, base_url: str) -> Document:
     return config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
 
-@cache
-def resource_types() -> tuple[ResourceType, ...]:
-    """User (with the enterprise extension) and Group (RFC 7643 section 6)."""
+@lru_cache(maxsize=128)
+def resource_types(served: ServedSchemas = DEFAULT_SCHEMAS) -> tuple[ResourceType, ...]:
+    """User (with the enterprise and declared extensions) and Group (RFC 7643 section 6)."""
     types = []
     for kind in (ResourceKind.USER, ResourceKind.GROUP):
-        resource_type = ResourceType.from_resource(MODELS[kind])
+        resource_type = ResourceType.from_resource(served.model(kind))
         resource_type.description = RESOURCE_TYPE_DESCRIPTIONS[kind]
         resource_type.endpoint = ENDPOINTS[kind]  # type: ignore[assignment]
         types.append(resource_type)
     return tuple(types)
 
 
-@cache
-def schemas() -> tuple[Schema, ...]:
-    """The resource schemas and the discovery schemas (RFC 7643 sections 7 and 8.7)."""
-    return tuple(
-        model.to_schema()
-        for model in (User, EnterpriseUser, Group, ServiceProviderConfig, ResourceType, Schema)
-    )
+@lru_cache(maxsize=128)
+def schemas(served: ServedSchemas = DEFAULT_SCHEMAS) -> tuple[Schema, ...]:
+    """The resource schemas, declared extensions and discovery schemas (RFC 7643 sections 7, 8.7).
+
+    A declared extension is published as it was declared.
+    """
+    core = [model.to_schema() for model in (User, EnterpriseUser, Group)]
+    discovery = [model.to_schema() for model in (ServiceProviderConfig, ResourceType, Schema)]
+    return (*core, *served.user_extensions, *discovery)
 
 
 def resource_type_document(resource_type: ResourceType, base_url: str) -> Document:
@@ -112,19 +115,17 @@ def schema_document(schema: Schema, base_url: str) -> Document:
     return described.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
 
 
-def find_resource_type(
-    name: str, among: Sequence[ResourceType] | None = None
-) -> ResourceType | None:
-    """A resource type by id, case-insensitively, among ``among`` (else User and Group)."""
+def find_resource_type(name: str, among: Sequence[ResourceType]) -> ResourceType | None:
+    """A resource type by id, case-insensitively, among those served."""
     return next(
-        (rt for rt in (among or resource_types()) if str(rt.id).lower() == name.lower()),
+        (rt for rt in among if str(rt.id).lower() == name.lower()),
         None,
     )
 
 
-def find_schema(schema_id: str, among: Sequence[Schema] | None = None) -> Schema | None:
+def find_schema(schema_id: str, among: Sequence[Schema]) -> Schema | None:
     """A schema by URN, case-insensitively (RFC 7643 section 8.7: URNs compare so)."""
-    return next((s for s in (among or schemas()) if str(s.id).lower() == schema_id.lower()), None)
+    return next((s for s in among if str(s.id).lower() == schema_id.lower()), None)
 
 
 def discovery_list(documents: list[Document]) -> dict[str, Any]:

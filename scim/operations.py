@@ -32,6 +32,7 @@ from werkzeug.datastructures import ETags
 from scim.backend import Backend, Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.dialects import body_resource_id, normalize_patch, normalize_resource, require_object
 from scim.errors import exception_from_validation_error
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import etag_matches
 from scim.limits import check_multi_valued, check_patch_work
 from scim.membership import creation_changes, replacement_changes, split_member_operations
@@ -41,7 +42,6 @@ from scim.representation import (
     stored_from_document,
     to_backend_document,
 )
-from scim.resources import MODELS
 from scim.settings import ScimSettings
 
 PATCH_POLICY = ScimPolicy(
@@ -108,14 +108,18 @@ class Patch:
     operations: PatchOp[Any] | None
     members: MemberChanges
     if_match: ETags | None = None
+    served: ServedSchemas = DEFAULT_SCHEMAS
 
 
 def prepare_creation(
-    kind: ResourceKind, payload: Any, max_multi_valued: int = MAX_MULTI_VALUED
+    kind: ResourceKind,
+    payload: Any,
+    max_multi_valued: int = MAX_MULTI_VALUED,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Creation:
     """Parse and validate a POST body, without touching the backend."""
-    body = normalize_resource(kind, require_object(payload, "resource"))
-    resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST)
+    body = normalize_resource(kind, require_object(payload, "resource"), served.known_schemas(kind))
+    resource = parse_resource(kind, body, Context.RESOURCE_CREATION_REQUEST, served)
     document = to_backend_document(resource)
     check_multi_valued(document, max_multi_valued)
     if kind is ResourceKind.GROUP:
@@ -129,6 +133,7 @@ def prepare_replacement(
     payload: Any,
     if_match: ETags | None = None,
     max_multi_valued: int = MAX_MULTI_VALUED,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Replacement:
     """Parse and validate a PUT body, without touching the backend.
 
@@ -143,7 +148,10 @@ def prepare_replacement(
             attribute="id", detail="The id in the body is not the id of the resource"
         )
     resource = parse_resource(
-        kind, normalize_resource(kind, body), Context.RESOURCE_REPLACEMENT_REQUEST
+        kind,
+        normalize_resource(kind, body, served.known_schemas(kind)),
+        Context.RESOURCE_REPLACEMENT_REQUEST,
+        served,
     )
     document = to_backend_document(resource)
     check_multi_valued(document, max_multi_valued)
@@ -159,11 +167,12 @@ def prepare_patch(
     payload: Any,
     settings: ScimSettings,
     if_match: ETags | None = None,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Patch:
     """Parse and validate a PatchOp body, without touching the backend."""
     body = normalize_patch(kind, require_object(payload, "PATCH request"))
-    operations, members = parse_patch(kind, body, settings)
-    return Patch(kind, resource_id, operations, members, if_match)
+    operations, members = parse_patch(kind, body, settings, served)
+    return Patch(kind, resource_id, operations, members, if_match, served)
 
 
 # -- applying them to a backend, inside the request's transaction -------------------------
@@ -218,7 +227,7 @@ def apply_patch(
         if patch.if_match is not None and not etag_matches(patch.if_match, stored.version):
             raise PreconditionFailedException()
         check_patch_work(patch.operations.operations, stored.document, settings)
-        resource = from_stored(kind, stored.document)
+        resource = from_stored(kind, stored.document, patch.served)
         modified = patch.operations.patch(resource, scim_policy=PATCH_POLICY)
         if not modified and patch.members.is_empty():
             if include_members and kind is ResourceKind.USER:
@@ -248,10 +257,14 @@ def apply_patch(
 
 
 def create_resource(
-    backend: Backend, kind: ResourceKind, payload: Any, max_multi_valued: int = MAX_MULTI_VALUED
+    backend: Backend,
+    kind: ResourceKind,
+    payload: Any,
+    max_multi_valued: int = MAX_MULTI_VALUED,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Stored:
     """POST a resource (RFC 7644 section 3.3)."""
-    return apply_creation(backend, prepare_creation(kind, payload, max_multi_valued))
+    return apply_creation(backend, prepare_creation(kind, payload, max_multi_valued, served))
 
 
 def replace_resource(
@@ -261,9 +274,12 @@ def replace_resource(
     payload: Any,
     if_match: ETags | None = None,
     max_multi_valued: int = MAX_MULTI_VALUED,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Stored:
     """PUT a resource (RFC 7644 section 3.5.1)."""
-    replacement = prepare_replacement(kind, resource_id, payload, if_match, max_multi_valued)
+    replacement = prepare_replacement(
+        kind, resource_id, payload, if_match, max_multi_valued, served
+    )
     return apply_replacement(backend, replacement)
 
 
@@ -275,14 +291,18 @@ def patch_resource(
     settings: ScimSettings,
     if_match: ETags | None = None,
     include_members: bool = True,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> PatchResult:
     """PATCH a resource (RFC 7644 section 3.5.2)."""
-    patch = prepare_patch(kind, resource_id, payload, settings, if_match)
+    patch = prepare_patch(kind, resource_id, payload, settings, if_match, served)
     return apply_patch(backend, patch, settings, include_members)
 
 
 def parse_patch(
-    kind: ResourceKind, body: dict[str, Any], settings: ScimSettings
+    kind: ResourceKind,
+    body: dict[str, Any],
+    settings: ScimSettings,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> tuple[PatchOp[Any] | None, MemberChanges]:
     """The operations scim2-models applies, and for a group the member delta apart."""
     operations = next((v for k, v in body.items() if k.lower() == "operations"), None)
@@ -298,7 +318,7 @@ def parse_patch(
             return None, members
         body = {key: value for key, value in body.items() if key.lower() != "operations"}
         body["Operations"] = operations
-    model: type[Resource[Any]] = MODELS[kind]
+    model: type[Resource[Any]] = served.model(kind)
     check_paths(model, operations)
     try:
         patch = PatchOp[model].model_validate(  # type: ignore[valid-type]

@@ -33,8 +33,9 @@ from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, Va
 
 from scim.backend import ListQuery, ResourceKind, SortKey
 from scim.errors import exception_from_validation_error
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.limits import count_value_path_comparisons
-from scim.resources import MEMBERSHIP_ATTRIBUTE, MODELS
+from scim.resources import MEMBERSHIP_ATTRIBUTE
 from scim.settings import ScimSettings
 
 MAX_START_INDEX = 2**63 - 1
@@ -75,14 +76,20 @@ def query_parameters(args: Mapping[str, str]) -> dict[str, str]:
 
 
 def parse_list_request(
-    kind: ResourceKind, payload: Mapping[str, Any], settings: ScimSettings
+    kind: ResourceKind,
+    payload: Mapping[str, Any],
+    settings: ScimSettings,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> ListRequest:
     """Read a list query (GET) or a SearchRequest body (POST ``.search``) for one resource type."""
-    return parse_search(payload, settings, [kind])[kind]
+    return parse_search(payload, settings, [kind], served)[kind]
 
 
 def parse_search(
-    payload: Mapping[str, Any], settings: ScimSettings, kinds: Sequence[ResourceKind]
+    payload: Mapping[str, Any],
+    settings: ScimSettings,
+    kinds: Sequence[ResourceKind],
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> dict[ResourceKind, ListRequest]:
     """Read a search over one or several resource types (RFC 7644 section 3.4.3).
 
@@ -96,7 +103,7 @@ def parse_search(
     order_key = next((key for key in fields if key.lower() == "sortorder"), None)
     if order_key is not None and isinstance(fields[order_key], str):
         fields[order_key] = fields[order_key].lower()
-    models: Any = reduce(or_, (MODELS[kind] for kind in kinds))
+    models: Any = reduce(or_, (served.model(kind) for kind in kinds))
     try:
         parameters = SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
     except ValidationError as exc:
@@ -108,8 +115,10 @@ def parse_search(
     count = settings.default_page_size if parameters.count is None else parameters.count
     requests = {}
     for kind in kinds:
-        model = MODELS[kind]
-        scim_filter = parse_filter(kind, raw_filter, settings) if raw_filter is not None else None
+        model = served.model(kind)
+        scim_filter = (
+            parse_filter(kind, raw_filter, settings, served) if raw_filter is not None else None
+        )
         query = ListQuery(
             filter=scim_filter,
             sort=sort_key(parameters, model),
@@ -121,9 +130,11 @@ def parse_search(
     return requests
 
 
-def parse_filter(kind: ResourceKind, text: Any, settings: ScimSettings) -> FilterNode:
+def parse_filter(
+    kind: ResourceKind, text: Any, settings: ScimSettings, served: ServedSchemas = DEFAULT_SCHEMAS
+) -> FilterNode:
     """Parse and check a filter within the advertised limits (RFC 7644 section 3.4.2.2)."""
-    return parse_model_filter(MODELS[kind], text, settings)
+    return parse_model_filter(served.model(kind), text, settings)
 
 
 def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSettings) -> FilterNode:

@@ -21,8 +21,9 @@ from scim2_models import Context, ListResponse, Resource, ResponseParameters, Sc
 
 from scim.backend import Document, ResourceKind, Stored
 from scim.errors import exception_from_validation_error
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import weak_etag
-from scim.resources import ENDPOINTS, MODELS
+from scim.resources import ENDPOINTS
 
 REQUEST_POLICY = ScimPolicy(unknown=ScimPolicy.Unknown.ignore)
 """How resource bodies are read: an attribute no schema declares is dropped, not refused.
@@ -34,17 +35,25 @@ in Okta or Entra without Hub knowing it is ignored, as RFC 7644 section
 """
 
 
-def parse_resource(kind: ResourceKind, payload: dict[str, Any], context: Context) -> Resource[Any]:
+def parse_resource(
+    kind: ResourceKind,
+    payload: dict[str, Any],
+    context: Context,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
+) -> Resource[Any]:
     """Validate a (normalized) resource body in a request context."""
+    model = served.model(kind)
     try:
-        return MODELS[kind].model_validate(payload, scim_ctx=context, scim_policy=REQUEST_POLICY)
+        return model.model_validate(payload, scim_ctx=context, scim_policy=REQUEST_POLICY)
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
 
 
-def from_stored(kind: ResourceKind, document: Document) -> Resource[Any]:
+def from_stored(
+    kind: ResourceKind, document: Document, served: ServedSchemas = DEFAULT_SCHEMAS
+) -> Resource[Any]:
     """A stored document as a model, to apply a PATCH to or to serialize."""
-    return MODELS[kind].model_validate(document)
+    return served.model(kind).model_validate(document)
 
 
 def to_backend_document(resource: Resource[Any]) -> Document:
@@ -72,9 +81,11 @@ def stored_from_document(document: Document) -> Stored:
     )
 
 
-def stored_resource(kind: ResourceKind, stored: Stored, base_url: str) -> Resource[Any]:
+def stored_resource(
+    kind: ResourceKind, stored: Stored, base_url: str, served: ServedSchemas = DEFAULT_SCHEMAS
+) -> Resource[Any]:
     """A stored resource as a model, with ``meta`` completed by the protocol layer."""
-    return from_stored(kind, response_document(kind, stored, base_url))
+    return from_stored(kind, response_document(kind, stored, base_url), served)
 
 
 def response_document(kind: ResourceKind, stored: Stored, base_url: str) -> Document:
@@ -135,11 +146,12 @@ def resource_response(
     base_url: str,
     context: Context,
     parameters: ResponseParameters[Any] | None,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Document:
     """The body answering a single-resource request."""
     if not selects_attributes(parameters):
         return response_document(kind, stored, base_url)
-    return dumped_resource_response(kind, stored, base_url, context, parameters)
+    return dumped_resource_response(kind, stored, base_url, context, parameters, served)
 
 
 def dumped_resource_response(
@@ -148,9 +160,10 @@ def dumped_resource_response(
     base_url: str,
     context: Context,
     parameters: ResponseParameters[Any] | None,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Document:
     """A single resource as scim2-models dumps it in ``context`` with ``parameters``."""
-    resource = stored_resource(kind, stored, base_url)
+    resource = stored_resource(kind, stored, base_url, served)
     return resource.model_dump(scim_ctx=context, response_parameters=parameters)
 
 
@@ -158,13 +171,13 @@ LIST_RESPONSE_SCHEMA: str = str(ListResponse.__schema__)
 
 
 @cache
-def _list_response_model(kinds: tuple[ResourceKind, ...]) -> Any:
-    """``ListResponse[User | Group]`` built once per combination of kinds.
+def _list_response_model(models: tuple[type[Resource[Any]], ...]) -> Any:
+    """``ListResponse[User | Group]`` built once per combination of models.
 
     Parametrizing a pydantic generic rebuilds its validators, about a
-    millisecond a request; there are only three combinations.
+    millisecond a request; there are three combinations per set of schemas.
     """
-    model: Any = reduce(or_, (MODELS[kind] for kind in kinds))
+    model: Any = reduce(or_, models)
     return ListResponse[model]
 
 
@@ -176,6 +189,7 @@ def list_response(
     base_url: str,
     context: Context,
     parameters: ResponseParameters[Any] | None,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Document:
     """A ListResponse (RFC 7644 section 3.4.2); ``Resources`` is always present, if empty."""
     if not selects_attributes(parameters):
@@ -186,7 +200,9 @@ def list_response(
             "itemsPerPage": len(resources),
             "Resources": [response_document(kind, stored, base_url) for kind, stored in resources],
         }
-    return dumped_list_response(kinds, total, start_index, resources, base_url, context, parameters)
+    return dumped_list_response(
+        kinds, total, start_index, resources, base_url, context, parameters, served
+    )
 
 
 def dumped_list_response(
@@ -197,13 +213,14 @@ def dumped_list_response(
     base_url: str,
     context: Context,
     parameters: ResponseParameters[Any] | None,
+    served: ServedSchemas = DEFAULT_SCHEMAS,
 ) -> Document:
     """A ListResponse as scim2-models dumps it in ``context`` with ``parameters``."""
-    response = _list_response_model(tuple(kinds))(
+    response = _list_response_model(tuple(served.model(kind) for kind in kinds))(
         total_results=total,
         start_index=start_index,
         items_per_page=len(resources),
-        resources=[stored_resource(kind, stored, base_url) for kind, stored in resources],
+        resources=[stored_resource(kind, stored, base_url, served) for kind, stored in resources],
     )
     document: Document = response.model_dump(scim_ctx=context, response_parameters=parameters)
     document.setdefault("Resources", [])

@@ -68,10 +68,11 @@ class Rule:
     permissions: tuple[str, ...] = ()
     name: str | None = None
     scim_role: str | None = None
+    when: str | None = None  # a SCIM filter over the user's attributes
 
     def toml(self) -> str:
         lines = ["[[rules]]"]
-        for key in ("name", "group", "scim_role", "role", "product"):
+        for key in ("name", "group", "scim_role", "when", "role", "product"):
             value = getattr(self, key)
             if value is not None:
                 lines.append(f"{key} = {_toml(value)}")

@@ -260,7 +260,7 @@ def test_a_rule_without_a_group() -> None:
         [[rules]]
         role = "admin"
         """
-    assert problems_of(text) == [(5, "rule 2: missing group (or scim_role)")]
+    assert problems_of(text) == [(5, "rule 2: missing group (or scim_role, or when)")]
 
 
 def test_a_rule_that_maps_nothing() -> None:
@@ -277,7 +277,9 @@ def test_a_rule_with_group_and_scim_role() -> None:
         scim_role = "hub-admin"
         role = "admin"
         """
-    assert problems_of(text) == [(4, "rule 1: give group or scim_role, not both")]
+    assert problems_of(text) == [
+        (4, "rule 1: give one of group, scim_role or when, not group and scim_role")
+    ]
 
 
 def test_a_scim_role_rule_needs_the_org_flag() -> None:

@@ -156,3 +156,22 @@ def test_an_admin_sees_the_mapping_but_no_editor(
         ).status_code
         == 403
     )
+
+
+def test_the_preview_shows_who_a_condition_moves(
+    console_app: Flask, console_org: ConsoleOrg
+) -> None:
+    client = console_app.test_client()
+    sign_in(client, console_org, "ada@acme.example")
+    by_profile = (
+        MAPPING + '\n[[rules]]\nwhen = \'userName eq "carol@acme.example"\'\nrole = "admin"\n'
+    )
+
+    status, page = preview(client, console_org, by_profile)
+
+    assert status == 200
+    row = re.search(r"<tr><td>carol@acme.example</td>.*?</tr>", page, re.S)
+    assert row is not None
+    assert 'class="condition">rule ' in row.group(0)
+    assert "when userName eq &#34;carol@acme.example&#34;" in row.group(0)
+    assert "(moved by rule" in html.unescape(page)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from connector.directory.store import SqlBackend
 from scim.backend import ListQuery, ResourceKind
+from scim.matching import matching
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 UserModel: Any = User[EnterpriseUser]
@@ -199,3 +200,18 @@ def test_known_edges_agree(stored: tuple[SqlBackend, dict[str, Any]], text: str)
     expected = {user_id for user_id, user in users.items() if bound.match(user)}
     page = backend.list(ResourceKind.USER, ListQuery(filter=bound.ast))
     assert {document["id"] for document in page.resources} == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(filters, min_size=1, max_size=3))
+def test_conditions_read_once_agree_with_scim2_models(texts: list[str]) -> None:
+    """A mapping condition reads only the attributes it names, and decides as ``match`` does."""
+    try:
+        bound = [ScimFilter[UserModel](text) for text in texts]
+    except InvalidFilterException:
+        assume(False)
+        raise
+    for document in DIRECTORY:
+        whole = UserModel.model_validate(document)
+        expected = tuple(each.match(whole) for each in bound)
+        assert matching(UserModel, bound, document) == expected, (texts, document["userName"])

@@ -26,6 +26,7 @@ from scim2_tester import Status, check_server
 import scim.blueprint
 from scim import representation
 from scim.backend import Document, ResourceKind, Stored
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from tests.fixtures_app import ScimClient
 from tests.test_idp_replay import SCENARIOS, load_steps, run_scenario
 
@@ -56,11 +57,14 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[ComparedResponses]:
         base_url: str,
         context: Context,
         parameters: ResponseParameters[Any] | None,
+        served: ServedSchemas = DEFAULT_SCHEMAS,
     ) -> Document:
-        answer = representation.resource_response(kind, stored, base_url, context, parameters)
+        answer = representation.resource_response(
+            kind, stored, base_url, context, parameters, served
+        )
         if not representation.selects_attributes(parameters):
             dumped = representation.dumped_resource_response(
-                kind, stored, base_url, context, parameters
+                kind, stored, base_url, context, parameters, served
             )
             found.compare(f"{kind.value} {stored.id}", answer, dumped)
         return answer
@@ -73,11 +77,12 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> Iterator[ComparedResponses]:
         base_url: str,
         context: Context,
         parameters: ResponseParameters[Any] | None,
+        served: ServedSchemas = DEFAULT_SCHEMAS,
     ) -> Document:
         arguments = (kinds, total, start_index, resources, base_url, context)
-        answer = representation.list_response(*arguments, parameters)
+        answer = representation.list_response(*arguments, parameters, served)
         if not representation.selects_attributes(parameters):
-            dumped = representation.dumped_list_response(*arguments, parameters)
+            dumped = representation.dumped_list_response(*arguments, parameters, served)
             found.compare(f"ListResponse of {len(resources)}", answer, dumped)
         return answer
 

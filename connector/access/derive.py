@@ -73,22 +73,25 @@ class Source:
     group: str | None = None
     scim_role: str | None = None
     granted_by: str | None = None
+    when: str | None = None  # the condition of a rule on the user's attributes
 
     @classmethod
     def of_rule(cls, rule: MappingRule) -> Source:
         if rule.number == HUB_ROLE_VALUE:
             return cls(SourceKind.SCIM_ROLE, scim_role=rule.scim_role)
-        return cls(SourceKind.RULE, rule.number, rule.group, rule.scim_role)
+        when = None if rule.condition is None else rule.condition.text
+        return cls(SourceKind.RULE, rule.number, rule.group, rule.scim_role, when=when)
 
     def describe(self) -> str:
         if self.kind is SourceKind.SCIM_ROLE:
             return f"SCIM role {quote(self.scim_role)}, a Hub role name"
         if self.kind is SourceKind.RULE:
-            subject = (
-                f"group {quote(self.group)}"
-                if self.group is not None
-                else f"SCIM role {quote(self.scim_role)}"
-            )
+            if self.group is not None:
+                subject = f"group {quote(self.group)}"
+            elif self.when is not None:
+                subject = f"when {self.when}"
+            else:
+                subject = f"SCIM role {quote(self.scim_role)}"
             return f"rule {self.rule} ({subject})"
         if self.kind is SourceKind.MANUAL:
             return f"manual grant by {self.granted_by}"
@@ -102,7 +105,7 @@ class Source:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.kind.value}
-        for key in ("rule", "group", "scim_role", "granted_by"):
+        for key in ("rule", "group", "scim_role", "when", "granted_by"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -117,6 +120,7 @@ class Source:
             data.get("group"),
             data.get("scim_role"),
             data.get("granted_by"),
+            data.get("when"),
         )
 
 
@@ -138,6 +142,7 @@ class UserFacts:
     scim_roles: frozenset[str] = frozenset()  # values of the SCIM `roles` attribute
     manual_grants: tuple[ManualGrant, ...] = ()
     onboarded: frozenset[str] = frozenset()  # products whose onboarding the user completed
+    conditions: frozenset[int] = frozenset()  # rules whose `when` the user's attributes satisfy
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,10 @@ class AccessContext:
             for group_id in facts.group_ids
             for rule in self._rules_by_group.get(group_id, ())
         }
+        if facts.conditions:
+            for rule in self.config.rules:
+                if rule.condition is not None and rule.number in facts.conditions:
+                    matched[rule.number] = rule
         named: list[MappingRule] = []
         if self.config.map_scim_roles:
             values = {group_ref_key(value) for value in facts.scim_roles}

@@ -22,8 +22,12 @@ docs/rules.md#mapping-rules, #platform-role, #grants-and-product-states and
     scim_role = "hub-admin"        # an Entra app role value; needs map_scim_roles = true
     role = "admin"
 
-A rule names exactly one of ``group`` or ``scim_role``, and maps a ``role``,
-a ``product`` grant, or both. Optional per rule: ``name`` (shown in sources
+    [[rules]]
+    when = 'userType eq "Contractor"'  # a SCIM filter over the user's attributes
+    role = "viewer"
+
+A rule names exactly one of ``group``, ``scim_role`` or ``when``, and maps a
+``role``, a ``product`` grant, or both. Optional per rule: ``name`` (shown in sources
 and audit) and ``access`` ("staff", the only mode a rule may grant).
 
 :func:`parse_mapping` refuses a bad file whole with one :class:`MappingError`
@@ -40,9 +44,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scim.resources import User
+from scim2_models import Resource
+
 from connector.access._source_lines import SourceLines
 from connector.access._text import quote
 from connector.access.catalog import HUB_CATALOG, AccessMode, Catalog
+from connector.access.conditions import Condition, ConditionError, parse_condition
 from connector.access.roles import Role
 from connector.errors import InvalidMapping
 
@@ -57,6 +65,7 @@ RULE_KEYS = (
     "name",
     "group",
     "scim_role",
+    "when",
     "role",
     "product",
     "product_roles",
@@ -132,6 +141,7 @@ class MappingRule:
     grant: ProductGrant | None = None
     name: str | None = None
     line: int | None = field(default=None, compare=False)
+    condition: Condition | None = None
 
     @property
     def group_key(self) -> str | None:
@@ -142,6 +152,8 @@ class MappingRule:
         """How sources and audit name the rule: ``rule 2 (group "PSA Technicians")``."""
         if self.group is not None:
             subject = f"group {quote(self.group)}"
+        elif self.condition is not None:
+            subject = f"when {self.condition.text}"
         else:
             subject = f"SCIM role {quote(self.scim_role)}"
         label = f" {quote(self.name)}" if self.name else ""
@@ -155,6 +167,8 @@ class MappingRule:
             data["group"] = self.group
         if self.scim_role is not None:
             data["scim_role"] = self.scim_role
+        if self.condition is not None:
+            data["when"] = self.condition.text
         if self.role is not None:
             data["role"] = self.role.value
         if self.grant is not None:
@@ -179,6 +193,13 @@ class MappingConfig:
         return tuple(dict.fromkeys(keys))
 
     @property
+    def conditions(self) -> tuple[tuple[int, Condition], ...]:
+        """The rules matching on the user's attributes: (rule number, condition), in file order."""
+        return tuple(
+            (rule.number, rule.condition) for rule in self.rules if rule.condition is not None
+        )
+
+    @property
     def owner_rules(self) -> tuple[MappingRule, ...]:
         """The rules that make a user an Owner: what can change who holds a seat."""
         return tuple(rule for rule in self.rules if rule.role is Role.OWNER)
@@ -194,17 +215,23 @@ class MappingConfig:
 
 
 def parse_mapping(
-    text: str, *, catalog: Catalog = HUB_CATALOG, source: str = "mapping"
+    text: str,
+    *,
+    catalog: Catalog = HUB_CATALOG,
+    source: str = "mapping",
+    user_model: type[Resource[Any]] = User,
 ) -> MappingConfig:
     """Parse and validate a mapping file; raise :class:`MappingError` with every problem.
 
     ``source`` names the file in messages (``team.toml:7: rule 2: unknown role "boss"``).
+    ``user_model`` is the organization's User schema, which ``when`` conditions
+    are read against.
     """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise MappingError([_syntax_problem(text, error)], source) from None
-    parser = _Parser(SourceLines(text), catalog)
+    parser = _Parser(SourceLines(text), catalog, user_model)
     config = parser.config(data)
     if parser.problems:
         raise MappingError(parser.problems, source)
@@ -240,9 +267,12 @@ def _first_failing_line(text: str, message: str) -> int | None:
 
 
 class _Parser:
-    def __init__(self, lines: SourceLines, catalog: Catalog) -> None:
+    def __init__(
+        self, lines: SourceLines, catalog: Catalog, user_model: type[Resource[Any]]
+    ) -> None:
         self.lines = lines
         self.catalog = catalog
+        self.user_model = user_model
         self.problems: list[MappingProblem] = []
 
     def problem(self, line: int | None, message: str) -> None:
@@ -346,23 +376,47 @@ class _Parser:
         name = self.text(index, table, "name")
         group = self.text(index, table, "group")
         scim_role = self.text(index, table, "scim_role")
-        if "group" in table and "scim_role" in table:
-            self.problem(at("scim_role"), f"rule {number}: give group or scim_role, not both")
-        elif "group" not in table and "scim_role" not in table:
-            self.problem(header, f"rule {number}: missing group (or scim_role)")
+        condition = self.condition(index, table)
+        subjects = [key for key in ("group", "scim_role", "when") if key in table]
+        if len(subjects) > 1:
+            self.problem(
+                at(subjects[1]),
+                f"rule {number}: give one of group, scim_role or when, not "
+                + " and ".join(subjects),
+            )
+        elif not subjects:
+            self.problem(header, f"rule {number}: missing group (or scim_role, or when)")
         if "scim_role" in table and not map_scim_roles:
             self.problem(
                 at("scim_role"),
                 f"rule {number}: scim_role rules need map_scim_roles = true at the top of the file",
             )
         role = self.role(index, "role", table["role"]) if "role" in table else None
+        if role is Role.OWNER and "when" in table:
+            self.problem(
+                at("role"),
+                f"rule {number}: a when rule cannot map owner: Owners come only from "
+                "mapped groups or SCIM roles, two at most (see docs/rules.md#owner-cap)",
+            )
         grant = self.grant(index, table)
         if "role" not in table and "product" not in table:
             self.problem(header, f"rule {number}: maps nothing; give role, product, or both")
-        if group is None and scim_role is None:
+        if group is None and scim_role is None and condition is None:
             return None
         # Kept even when other parts are wrong, so duplicates are reported in the same pass.
-        return MappingRule(number, group, scim_role, role, grant, name, header)
+        return MappingRule(number, group, scim_role, role, grant, name, header, condition)
+
+    def condition(self, index: int, table: dict[str, Any]) -> Condition | None:
+        """A ``when`` condition, compiled against the organization's User schema."""
+        text = self.text(index, table, "when")
+        if text is None:
+            return None
+        try:
+            return parse_condition(text, self.user_model)
+        except ConditionError as error:
+            line = self.lines.key_line(index, "when") or self.lines.rule_line(index)
+            self.problem(line, f"rule {index + 1}: when {quote(text)} {error}")
+            return None
 
     def text(self, index: int, table: dict[str, Any], key: str) -> str | None:
         value = table.get(key)
@@ -430,6 +484,8 @@ class _Parser:
         for rule in rules:
             if rule.group is not None:
                 kind, ref = "group", rule.group
+            elif rule.condition is not None:
+                kind, ref = "when", rule.condition.text
             else:
                 kind, ref = "scim_role", rule.scim_role or ""
             targets = []
@@ -443,8 +499,15 @@ class _Parser:
                     self.problem(
                         rule.line,
                         f"rule {rule.number} duplicates rule {first.number} (line {first.line}): "
-                        f"{kind} {quote(first.group or first.scim_role)} already maps {what}",
+                        f"{kind} {quote(_subject(first))} already maps {what}",
                     )
+
+
+def _subject(rule: MappingRule) -> str:
+    """What a rule matches on, as IT wrote it: its group, SCIM role or condition."""
+    if rule.condition is not None:
+        return rule.condition.text
+    return rule.group or rule.scim_role or ""
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ UNTOUCHED_TABLES = {
     "event_counters": "event sequence numbers",
     "event_deliveries": "delivery state and transport errors",
     "scim_role_changes": "the first role change per organization: a user id, a kind, a time",
+    "scim_extensions": "declared SCIM schema extensions and the command-line login declaring them",
 }
 
 

@@ -27,6 +27,7 @@ from connector.derived.facts import (
 from connector.derived.locks import lock_rules_exclusive, lock_rules_shared, lock_users
 from connector.derived.recompute import recompute
 from connector.derived.tables import ManualGrant, OnboardingDone, OwnerSeat, ProductStateRow
+from connector.directory.filters import matching_users
 from connector.directory.tables import GroupMember, ScimAttributeValue
 from connector.errors import InvalidInput
 from connector.trail.cause import Cause
@@ -91,7 +92,8 @@ def users_granted(session: Session, org_id: int, rules: OrgRules, product: str) 
     """Every user a grant of ``product`` can reach, and the seated Owners (who get every product).
 
     Members of the groups bound to a rule granting it, holders of an Entra
-    app role a rule maps to it, and users with a manual grant of it.
+    app role a rule maps to it, users whose attributes satisfy a rule's
+    condition granting it, and users with a manual grant of it.
     """
     dialect = session.get_bind().dialect.name
     config = rules.config
@@ -110,6 +112,11 @@ def users_granted(session: Session, org_id: int, rules: OrgRules, product: str) 
                 select(GroupMember.user_id).where(sql.in_ids(dialect, GroupMember.group_id, groups))
             )
         )
+    for rule in granting:
+        if rule.condition is not None:
+            model = rule.condition.model
+            found = matching_users(model, org_id, dialect, rule.condition.compiled.ast)
+            users.update(session.scalars(found))
     role_keys = {group_ref_key(rule.scim_role) for rule in granting if rule.scim_role is not None}
     if role_keys and config.map_scim_roles:
         users.update(

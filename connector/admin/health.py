@@ -26,6 +26,7 @@ from connector.access.owners import OwnerSeats
 from connector.admin.webhooks import dead_lettered_endpoints
 from connector.derived.facts import SCIM_ROLE_PATHS, load_rules, load_seats, load_user_names
 from connector.derived.tables import ManualGrant
+from connector.directory.filters import matching_users
 from connector.directory.tables import GroupMember, ScimAttributeValue, ScimResource
 from connector.trail.role_changes import FirstSeen, RoleChange, role_changes_seen
 from scim.backend import ResourceKind
@@ -240,6 +241,12 @@ def _dormant(session: Session, org_id: int, context: AccessContext) -> tuple[Dor
             if group_id is None:
                 continue  # reported as a rule whose group was never pushed
             holders = select(func.count()).where(GroupMember.group_id == group_id)
+        elif rule.condition is not None:
+            dialect = session.get_bind().dialect.name
+            reached = matching_users(
+                rule.condition.model, org_id, dialect, rule.condition.compiled.ast
+            ).subquery()
+            holders = select(func.count()).select_from(reached)
         else:
             holders = select(func.count(ScimAttributeValue.resource_id.distinct())).where(
                 ScimAttributeValue.org_id == org_id,

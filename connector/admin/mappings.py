@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
-from connector.access.derive import AccessContext, derive_access, qualifies_as_owner
+from connector.access.derive import AccessContext, Source, derive_access, qualifies_as_owner
 from connector.access.mapping import (
     GroupRef,
     MappingConfig,
@@ -56,6 +56,7 @@ from connector.derived.recompute import (
     save_snapshots,
 )
 from connector.derived.tables import GroupBinding, MappingDocument
+from connector.directory.extensions import org_schemas
 from connector.directory.tables import ScimAttributeValue, ScimResource
 from connector.trail.cause import Cause
 from connector.trail.journal import Journal
@@ -92,6 +93,11 @@ class MappingPreview:
             if event.kind is OwnerEventKind.HELD
         )
 
+    @property
+    def condition_movers(self) -> tuple[UserChange, ...]:
+        """Users whose access moves because a rule's ``when`` now holds or no longer does."""
+        return tuple(item for item in self.changes if condition_causes(item))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
@@ -99,6 +105,14 @@ class MappingPreview:
             "users_examined": self.users_examined,
             "changed_users": len(self.changes),
             "changes": [change.to_json() for change in self.changes],
+            "condition_movers": [
+                {
+                    "userName": item.user_name,
+                    "user_id": item.user_id,
+                    "rules": [source.describe() for source in condition_causes(item)],
+                }
+                for item in self.condition_movers
+            ],
             "held": list(self.held),
             "owners": self.owners.after.to_json(),
             "owner_events": [
@@ -119,7 +133,11 @@ class MappingPreview:
         lines = [head, f"{len(self.changes)} of {self.users_examined} users {verb}:"]
         for item in self.changes:
             who = item.user_name or item.user_id
-            lines.append(f"  {who}: {describe_change(item.change.before, item.change.after)}")
+            line = f"  {who}: {describe_change(item.change.before, item.change.after)}"
+            because = condition_causes(item)
+            if because:
+                line += " (moved by " + ", ".join(source.describe() for source in because) + ")"
+            lines.append(line)
         for held in self.held:
             lines.append(
                 f"Held as a third Owner: {held.get('userName') or held['user_id']} "
@@ -142,6 +160,11 @@ class MappingPreview:
                 + ", ".join(self.client_domain_users)
             )
         return "\n".join(lines)
+
+
+def condition_causes(item: UserChange) -> tuple[Source, ...]:
+    """The rules with a ``when`` condition among the causes of a change (a mover's rules)."""
+    return tuple(source for source in item.change.causes if source.when is not None)
 
 
 def describe_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
@@ -185,13 +208,16 @@ def apply_mapping(
 
     Raises :class:`connector.access.mapping.MappingError` naming every bad line.
     """
-    config = parse_mapping(source, source=source_name)
+    served = org_schemas(session, org_id)
+    config = parse_mapping(source, source=source_name, user_model=served.model(ResourceKind.USER))
     if not dry_run:
         lock_rules_exclusive(session, org_id)
     old = load_rules(session, org_id)
     bindings = bind_rules(config, _group_refs(session, org_id), old.context.bindings)
     rules = OrgRules(
-        AccessContext(config, dict(bindings.by_key), old.context.product_states), source
+        AccessContext(config, dict(bindings.by_key), old.context.product_states),
+        source,
+        served=old.served,
     )
     cause = Cause(actor, f"mapping applied ({source_name})")
     now = utcnow()

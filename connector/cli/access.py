@@ -31,6 +31,7 @@ from sqlalchemy.pool import NullPool
 from connector.access.assignable import entra_app_roles
 from connector.access.catalog import HUB_CATALOG, ProductState
 from connector.access.mapping import MappingError
+from connector.admin.extensions import declare_extension, list_extensions, read_schema_file
 from connector.admin.grants import grant_manual, revoke_manual, set_product_state
 from connector.admin.health import health_report
 from connector.admin.mappings import apply_mapping, current_mapping, describe_change
@@ -683,8 +684,73 @@ def events_replay(
     click.echo(f"Queued {report.queued} delivery(ies) of {report.events} event(s) again.")
 
 
+# -- SCIM schema extensions ----------------------------------------------------------
+
+
+@click.group()
+def extension() -> None:
+    """Custom User schema extensions the organization's IdP sends (RFC 7643 section 3.3)."""
+
+
+@extension.command("add")
+@org_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+@database_url_option
+@_access_errors
+def extension_add(org_name: str, file: Path, as_json: bool, database_url: str | None) -> None:
+    """Declare the User extension of the Schema resource in FILE (JSON, RFC 7643 section 7).
+
+    From the next request on, the organization's SCIM endpoint stores, filters
+    and patches its attributes, and publishes it in /Schemas and /ResourceTypes.
+    Declaring it again may add attributes, never remove or retype one.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"cannot read {file}: {error}") from None
+    document = read_schema_file(text, str(file))
+    with command_session(database_url) as session:
+        declared = declare_extension(session, _org_id(session, org_name), document, actor=_actor())
+    if as_json:
+        _echo_json(declared.to_json())
+        return
+    click.echo(
+        f"Declared {declared.urn} for organization {org_name!r}: "
+        + ", ".join(_attribute_text(attribute) for attribute in declared.attributes)
+    )
+
+
+@extension.command("list")
+@org_option
+@json_option
+@database_url_option
+@_access_errors
+def extension_list(org_name: str, as_json: bool, database_url: str | None) -> None:
+    """The User extensions the organization declared, with their attributes."""
+    with command_session(database_url) as session:
+        declared = list_extensions(session, _org_id(session, org_name))
+    if as_json:
+        _echo_json([item.to_json() for item in declared])
+        return
+    if not declared:
+        click.echo(
+            f"Organization {org_name!r} declared no extension: only the enterprise one is served."
+        )
+    for item in declared:
+        click.echo(f"{item.urn} ({item.name}), declared by {item.declared_by}")
+        for attribute in item.attributes:
+            click.echo(f"    {_attribute_text(attribute)}")
+
+
+def _attribute_text(attribute: tuple[str, str, bool]) -> str:
+    name, kind, multi = attribute
+    return f"{name} ({kind}{', multi-valued' if multi else ''})"
+
+
 ACCESS_COMMANDS: tuple[click.Command, ...] = (
     mapping,
+    extension,
     product,
     grant,
     revoke,

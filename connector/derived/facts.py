@@ -8,16 +8,28 @@ that a membership change of k users costs O(k).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, false, literal_column, null, select, union_all
+from sqlalchemy import (
+    Select,
+    Text,
+    bindparam,
+    cast,
+    false,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from connector.access.catalog import ProductState
+from connector.access.conditions import satisfied
 from connector.access.derive import AccessContext, DerivedAccess, ManualGrant, UserFacts
 from connector.access.mapping import MappingConfig, MappingError, ProductGrant, parse_mapping
 from connector.access.owners import HeldOwner, OwnerSeats, Seat
@@ -35,9 +47,10 @@ from connector.derived.tables import (
     PRODUCT_STATES,
     OnboardingDone,
 )
-from connector.directory.tables import GROUP_MEMBERS, RESOURCES, ScimResource
+from connector.directory.tables import EXTENSIONS, GROUP_MEMBERS, RESOURCES, ScimResource
 from connector.errors import NotFound
 from scim.backend import ResourceKind
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas, served_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +108,15 @@ def scim_role_values(document: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(values)
 
 
+def satisfied_conditions(
+    config: MappingConfig, document: Mapping[str, Any] | None
+) -> frozenset[int]:
+    """The rules whose ``when`` the user document satisfies (docs/rules.md#mapping-rules)."""
+    if document is None or not config.conditions:
+        return frozenset()
+    return satisfied(config.conditions, document)
+
+
 def email_addresses(document: Mapping[str, Any]) -> tuple[str, ...]:
     """Every address a user document carries: its emails, and its userName if it is one."""
     found: list[str] = []
@@ -120,8 +142,9 @@ _SNAPSHOTS = ACCESS_SNAPSHOTS
 _SEATS = OWNER_SEATS
 _HOLDS = OWNER_HOLDS
 
-# The mapping, its bindings and the product states in one round trip: rows
-# ("mapping", source, NULL), ("binding", ref_key, group_id), ("product", product, state).
+# The mapping, its bindings, the product states and the declared SCIM
+# extensions in one round trip: rows ("mapping", source, NULL), ("binding",
+# ref_key, group_id), ("product", product, state), ("extension", urn, schema).
 _RULES = union_all(
     select(
         literal_column("'mapping'").label("part"),
@@ -134,6 +157,9 @@ _RULES = union_all(
     select(literal_column("'product'"), _PRODUCT_STATES.c.product, _PRODUCT_STATES.c.state).where(
         _PRODUCT_STATES.c.org_id == bindparam("org_id")
     ),
+    select(
+        literal_column("'extension'"), EXTENSIONS.c.urn_key, cast(EXTENSIONS.c.document, Text)
+    ).where(EXTENSIONS.c.org_id == bindparam("org_id")),
 )
 
 
@@ -144,6 +170,7 @@ class OrgRules:
     context: AccessContext
     source: str | None
     broken: str | None = None  # why the stored mapping no longer parses, if it does not
+    served: ServedSchemas = DEFAULT_SCHEMAS  # the SCIM schemas conditions are read against
 
     @property
     def config(self) -> MappingConfig:
@@ -155,9 +182,12 @@ class OrgRules:
 
 
 @functools.lru_cache(maxsize=256)
-def parsed_mapping(source: str) -> MappingConfig:
-    """The stored mapping text parsed once per process (it was validated when applied)."""
-    return parse_mapping(source)
+def parsed_mapping(source: str, served: ServedSchemas = DEFAULT_SCHEMAS) -> MappingConfig:
+    """The stored mapping text parsed once per process (it was validated when applied).
+
+    ``when`` conditions are read against the organization's User schema.
+    """
+    return parse_mapping(source, user_model=served.model(ResourceKind.USER))
 
 
 def load_rules(session: Session, org_id: int) -> OrgRules:
@@ -172,15 +202,19 @@ def load_rules(session: Session, org_id: int) -> OrgRules:
     source: str | None = None
     bindings: dict[str, str] = {}
     states: dict[str, ProductState] = {}
+    extensions: list[dict[str, Any]] = []
     for part, name, value in session.execute(_RULES, {"org_id": org_id}):
         if part == "mapping":
             source = name
         elif part == "binding":
             bindings[name] = value
+        elif part == "extension":
+            extensions.append(json.loads(value))
         else:
             states[name] = ProductState.parse(value)
-    config, broken = _config(org_id, source)
-    rules = OrgRules(with_bindings(config, bindings, states), source, broken)
+    served = served_schemas(extensions)
+    config, broken = _config(org_id, source, served)
+    rules = OrgRules(with_bindings(config, bindings, states), source, broken, served)
     remember(session, ("rules", org_id), rules)
     return rules
 
@@ -190,14 +224,16 @@ def forget_rules(session: Session, org_id: int) -> None:
     forget(session, ("rules", org_id))
 
 
-def _config(org_id: int, source: str | None) -> tuple[MappingConfig, str | None]:
+def _config(
+    org_id: int, source: str | None, served: ServedSchemas
+) -> tuple[MappingConfig, str | None]:
     """The mapping in force (defaults without one), and why it no longer parses if so."""
     if source is None:
         return MappingConfig(), None
     try:
-        return parsed_mapping(source), None
+        return parsed_mapping(source, served), None
     except MappingError as error:
-        # Valid when applied; the catalog has since changed under it. The
+        # Valid when applied; the catalog (or a declared extension) has since changed. The
         # IdP must not fail for it (docs/rules.md#directory-mirrors-the-idp): derive with the
         # defaults, and let the health report say so loudly.
         logger.error("organization %s: the mapping in force no longer parses: %s", org_id, error)
@@ -283,9 +319,11 @@ def load_users(
     if not ids:
         return {}
     queries, params = _ids(session, org_id, ids)
-    with_roles = rules.config.map_scim_roles
+    config = rules.config
+    with_roles = config.map_scim_roles
+    with_document = with_roles or bool(config.conditions)
     rows = session.execute(
-        queries.users_with_document if with_roles else queries.users, params
+        queries.users_with_document if with_document else queries.users, params
     ).all()
     found = [row.id for row in rows]
     groups: dict[str, set[str]] = {}
@@ -305,6 +343,7 @@ def load_users(
             active=row.active is not False,
             group_ids=frozenset(groups.get(row.id, ())),
             scim_roles=scim_role_values(row.document) if with_roles else frozenset(),
+            conditions=satisfied_conditions(config, row.document) if with_document else frozenset(),
             manual_grants=manual.get(row.id, ()),
         )
         users[row.id] = DirectoryUser(facts, row.name, row.created_at)
@@ -326,6 +365,7 @@ def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRule
         user_id=user_id,
         active=is_active(document),
         scim_roles=scim_role_values(document) if rules.config.map_scim_roles else frozenset(),
+        conditions=satisfied_conditions(rules.config, document),
     )
     return DirectoryUser(
         facts,

@@ -631,3 +631,19 @@ def selects_at_most_one(kind: ResourceKind, node: FilterNode | None) -> bool:
     path = node.attr_path
     core = path.uri is None or path.uri.lower().startswith("urn:ietf:params:scim:schemas:core:")
     return core and path.sub_attr is None and path.attr.lower() in _UNIQUE_KEYS[kind]
+
+
+def matching_users(
+    model: type[Resource[Any]], org_id: int, dialect: str, node: FilterNode
+) -> Select[tuple[str]]:
+    """The ids of the organization's users a filter selects, as one SELECT.
+
+    What a mapping rule's condition reaches (docs/rules.md#mapping-rules): a
+    change of product state recomputes exactly those users.
+    """
+    compiler = FilterCompiler(model, ResourceKind.USER, org_id, dialect)
+    return select(RESOURCES.c.id).where(
+        RESOURCES.c.org_id == org_id,
+        RESOURCES.c.kind == ResourceKind.USER.value,
+        compiler.visit(node),
+    )

@@ -114,6 +114,26 @@ class GroupMember(Base):
     display: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
 
+class ScimExtension(Base):
+    """A User schema extension an organization declared (RFC 7643 sections 3.3 and 7).
+
+    ``document`` is the Schema resource as declared; ``urn_key`` its id
+    lower-cased (URNs compare case-insensitively). The organization's
+    ``schema_version`` is bumped with every declaration, so that a request
+    learns from its credential whether the models it caches are current.
+    """
+
+    __tablename__ = "scim_extensions"
+
+    org_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    urn_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    declared_by: Mapped[str] = mapped_column(String(200))
+    declared_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # The tables themselves, for statements built in Core: an ORM-annotated column
 # anywhere in a statement sends every execution through the ORM's compile
 # step, which on the store's small indexed queries costs about as much as the
@@ -121,3 +141,4 @@ class GroupMember(Base):
 RESOURCES = table_of(ScimResource)
 ATTRIBUTE_VALUES = table_of(ScimAttributeValue)
 GROUP_MEMBERS = table_of(GroupMember)
+EXTENSIONS = table_of(ScimExtension)

@@ -43,6 +43,7 @@ from connector.derived.facts import (
     forget_rules,
     is_active,
     load_rules,
+    satisfied_conditions,
     scim_role_values,
     user_from_document,
 )
@@ -55,6 +56,7 @@ from connector.trail.cause import Cause
 from connector.trail.journal import Journal
 from connector.trail.role_changes import note_role_change
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
+from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 
 AUDITED_IDS = 1000
 """Member ids one membership audit entry lists; a larger delta is cut there, and counted."""
@@ -66,11 +68,17 @@ GROUP = ResourceKind.GROUP
 class ScimWrites:
     """The SCIM directory of organization ``org_id`` with Hub access kept beside it."""
 
-    def __init__(self, session: Session, org_id: int, cause: Cause) -> None:
+    def __init__(
+        self,
+        session: Session,
+        org_id: int,
+        cause: Cause,
+        served: ServedSchemas = DEFAULT_SCHEMAS,
+    ) -> None:
         self.session = session
         self.org_id = org_id
         self.cause = cause
-        self.store = DirectoryStore(session, org_id)
+        self.store = DirectoryStore(session, org_id, models=dict(served.models))
 
     # -- reads: no lock ------------------------------------------------------------------
 
@@ -140,6 +148,10 @@ class ScimWrites:
             # Whether the IdP ever takes a role away, for the health report.
             note_role_change(self.session, self.org_id, resource_id, old_roles, new_roles)
         roles_count = rules.config.map_scim_roles and old_roles != new_roles
+        # A mover: a profile change that makes a rule's condition true or false.
+        moved = bool(rules.config.conditions) and satisfied_conditions(
+            rules.config, before
+        ) != satisfied_conditions(rules.config, after)
         if was_active and not now_active:
             # A leaver's access is none whatever their groups and grants: the
             # document says all derivation needs (docs/rules.md#leavers).
@@ -153,7 +165,7 @@ class ScimWrites:
                 known=[leaver],
                 journal=journal,
             )
-        elif was_active != now_active or roles_count:
+        elif was_active != now_active or roles_count or moved:
             recompute(
                 self.session,
                 self.org_id,

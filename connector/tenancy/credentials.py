@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from connector.db.base import utcnow
 from connector.errors import NotFound
-from connector.tenancy.tables import CREDENTIALS, Credential
+from connector.tenancy.tables import CREDENTIALS, ORGANIZATIONS, Credential
 
 TOKEN_PREFIX = "hubscim_"  # noqa: S105 - a public marker, not a secret
 # secrets.token_urlsafe(32) is 256 bits of entropy (RFC 6750 section 5.2 wants
@@ -176,17 +176,25 @@ def authenticate(session: Session, token: str, scope: Scope | str) -> int | None
 # Built once and executed as plain Core (table columns, not ORM attributes):
 # every request runs it, and a Core statement skips the ORM's per-execution
 # compile step, which costs about as much as the query itself.
-_CREDENTIAL_BY_HASH = select(
-    CREDENTIALS.c.id,
-    CREDENTIALS.c.org_id,
-    CREDENTIALS.c.scope,
-    CREDENTIALS.c.expires_at,
-    CREDENTIALS.c.revoked_at,
-).where(CREDENTIALS.c.token_hash == bindparam("token_hash"))
+# The organization's schema version comes along (a primary-key join), so a
+# request knows without another query whether its cached models are current.
+_CREDENTIAL_BY_HASH = (
+    select(
+        CREDENTIALS.c.id,
+        CREDENTIALS.c.org_id,
+        CREDENTIALS.c.scope,
+        CREDENTIALS.c.expires_at,
+        CREDENTIALS.c.revoked_at,
+        ORGANIZATIONS.c.schema_version,
+    )
+    .join(ORGANIZATIONS, ORGANIZATIONS.c.id == CREDENTIALS.c.org_id)
+    .where(CREDENTIALS.c.token_hash == bindparam("token_hash"))
+)
 
 
 def find_credential_state(session: Session, token: str) -> Row[Any] | None:
-    """``id, org_id, scope, expires_at, revoked_at`` of the token's credential, if any."""
+    """``id, org_id, scope, expires_at, revoked_at`` of the token's credential, if any,
+    and its organization's ``schema_version``."""
     row = session.execute(_CREDENTIAL_BY_HASH, {"token_hash": hash_token(token)}).one_or_none()
     return cast("Row[Any] | None", row)
 
@@ -200,6 +208,7 @@ class AuthenticatedCredential:
     scope: str
     expired: bool
     revoked: bool
+    schema_version: int = 0  # of the organization's declared SCIM extensions
 
     @classmethod
     def of(cls, credential: Credential | Row[Any]) -> AuthenticatedCredential:
@@ -210,6 +219,7 @@ class AuthenticatedCredential:
             scope=credential.scope,
             expired=credential.expires_at is not None and credential.expires_at <= now,
             revoked=credential.revoked_at is not None,
+            schema_version=getattr(credential, "schema_version", 0) or 0,
         )
 
     def is_expired(self) -> bool:

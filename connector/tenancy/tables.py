@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from connector.db.base import Base, UTCDateTime, table_of, utcnow
@@ -18,6 +18,8 @@ class Organization(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    schema_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Bumped by every declaration of a SCIM schema extension (``scim_extensions``)."""
 
 
 class Credential(Base):

@@ -35,6 +35,7 @@ from connector.console.blueprint import install as install_console
 from connector.db.engine import make_engine, make_session_factory, read_only
 from connector.db.migrations import ensure_sqlite_directory
 from connector.db.statistics import StatisticsKeeper
+from connector.directory.extensions import org_schemas
 from connector.provisioning.writes import ScimWrites
 from connector.settings import REALM, Settings, load_settings, replace_settings
 from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
@@ -52,6 +53,7 @@ from connector.web.request_logging import install_request_log
 from scim.backend import Backend
 from scim.blueprint import create_blueprint
 from scim.errors import error_response, register_scim_error_handlers
+from scim.extensions import ServedSchemas
 from scim.limits import Deadline, DeadlineExceededException
 
 EXTENSION = "hub_scim"
@@ -208,7 +210,19 @@ def _request_backend() -> Backend:
     cause = Cause(
         actor=f"scim:{credential.credential_id}", reason=f"{request.method} {request.path}"
     )
-    return ScimWrites(request_session(), credential.org_id, cause)
+    return ScimWrites(request_session(), credential.org_id, cause, _request_schemas())
+
+
+def _request_schemas() -> ServedSchemas:
+    """The schemas this request's organization is served: core, and its declared extensions."""
+    served: ServedSchemas | None = g.get("hub_scim_schemas")
+    if served is None:
+        credential: AuthenticatedCredential | None = g.get("hub_scim_credential")
+        if credential is None:
+            raise UnauthorizedException()
+        served = org_schemas(request_session(), credential.org_id, credential.schema_version)
+        g.hub_scim_schemas = served
+    return served
 
 
 def _mount_scim(app: Flask, settings: Settings) -> None:
@@ -216,6 +230,7 @@ def _mount_scim(app: Flask, settings: Settings) -> None:
         _request_backend,
         settings.scim,
         publications=hub_publications(request_session, request_org_id),
+        schemas=_request_schemas,
     )
     blueprint.after_request(_count_committed_write)
     # On the blueprint, so that it wins over the SCIM layer's catch-all 500.
