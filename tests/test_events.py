@@ -52,6 +52,7 @@ from connector.trail.events import (
     verify,
 )
 from connector.trail.journal import Journal
+from tests.scenarios import PATCH_SCHEMA, Hub, Idp
 from tests.webhook_receiver import Receiver, running
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -369,3 +370,33 @@ def test_a_changes_events_are_numbered_on_from_the_organizations_last(
 
     assert [event.sequence for event in events_after(session, org_id, 0)] == [1, 2, 3, 4, 5, 6]
     assert [event.sequence for event in events_after(session, other.id, 0)] == [1, 2]
+
+
+def test_a_bulks_events_are_numbered_in_operation_order_and_a_failed_one_announces_none(
+    idp: Idp, hub: Hub
+) -> None:
+    ada, grace = idp.user("ada@msp.example"), idp.user("grace@msp.example")
+    before = len(hub.events())
+    deactivate = {"op": "replace", "path": "active", "value": False}
+    body = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "PATCH", "path": f"/Users/{ada}", "data": patch_body(deactivate)},
+            {"method": "PATCH", "path": "/Users/nobody", "data": patch_body(deactivate)},
+            {"method": "PATCH", "path": f"/Users/{grace}", "data": patch_body(deactivate)},
+        ],
+    }
+
+    answer = idp.expect(idp.scim.post("/Bulk", json=body), 200)
+
+    assert [op["status"] for op in answer["Operations"]] == ["200", "404", "200"]
+    events = hub.events()[before:]
+    assert [(e.type, e.subject) for e in events if e.type == "user.deactivated"] == [
+        ("user.deactivated", ada),
+        ("user.deactivated", grace),
+    ]
+    assert [e.sequence for e in events] == list(range(before + 1, before + 1 + len(events)))
+
+
+def patch_body(*operations: dict[str, object]) -> dict[str, object]:
+    return {"schemas": [PATCH_SCHEMA], "Operations": list(operations)}

@@ -13,15 +13,17 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
+from connector.provisioning.writes import ScimWrites
 from connector.web.app import create_app, hub_scim
 from tests.fixtures_app import ScimClient
-from tests.scenarios import OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp
+from tests.scenarios import HUB_ADMINS, OWNERS_MAPPING, PATCH_SCHEMA, Hub, Idp, mapping
 
 WORKERS = 4
 
@@ -242,3 +244,84 @@ def test_two_threads_adding_one_user_to_two_mapped_groups_lose_nothing(
 
     assert failures == []
     check_union(hub, users)
+
+
+# -- a Bulk and a single write: the event counter is always the last lock -----------------
+
+BULK_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+
+def _patch_operation(path: str, *operations: dict[str, object]) -> dict[str, object]:
+    return {
+        "method": "PATCH",
+        "path": path,
+        "data": {"schemas": [PATCH_SCHEMA], "Operations": list(operations)},
+    }
+
+
+def test_a_bulk_and_a_single_patch_crossing_users_both_succeed(
+    scim: ScimClient,
+    app: Flask,
+    scim_token: str,
+    engine: Engine,
+    org_id: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Okta's import deactivates a leaver, then adds a joiner to a mapped group, while an
+    Entra PATCH deactivates that joiner: the Bulk's first operation announced an event
+    before the PATCH took the joiner's row, so a Bulk numbering its events as it went
+    would wait for the joiner while the PATCH waited for the organization's counter."""
+    hub = Hub(engine, org_id)
+    hub.apply(mapping(HUB_ADMINS))
+    idp = Idp(scim)
+    leaver, joiner = idp.user("leaver@msp.example"), idp.user("joiner@msp.example")
+    admins = idp.group("Hub Admins")
+    first_operation_done, patch_done = threading.Event(), threading.Event()
+    operations = 0
+    savepoint = ScimWrites.savepoint
+
+    def pausing_savepoint(self: ScimWrites) -> AbstractContextManager[None]:
+        nonlocal operations
+        operations += 1
+        if operations == 2:
+            # The first operation is written; the PATCH runs now, as far as it can.
+            first_operation_done.set()
+            patch_done.wait(timeout=2)
+        return savepoint(self)
+
+    monkeypatch.setattr(ScimWrites, "savepoint", pausing_savepoint)
+    body = {
+        "schemas": [BULK_SCHEMA],
+        "Operations": [
+            _patch_operation(
+                f"/Users/{leaver}", {"op": "replace", "path": "active", "value": False}
+            ),
+            _patch_operation(
+                f"/Groups/{admins}", {"op": "add", "path": "members", "value": [{"value": joiner}]}
+            ),
+        ],
+    }
+
+    def bulk() -> tuple[int, list[str]]:
+        response = ScimClient(app.test_client(), scim_token).post("/Bulk", json=body)
+        return response.status_code, [op["status"] for op in response.get_json()["Operations"]]
+
+    def single_patch() -> int:
+        first_operation_done.wait(timeout=30)
+        try:
+            response = ScimClient(app.test_client(), scim_token).patch(
+                f"/Users/{joiner}", json=_active(False)
+            )
+            return response.status_code
+        finally:
+            patch_done.set()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        bulk_answer, patch_answer = pool.submit(bulk), pool.submit(single_patch)
+        assert bulk_answer.result(timeout=60) == (200, ["200", "200"])
+        assert patch_answer.result(timeout=60) == 200
+
+    # Every event got its own number, in the order the two transactions committed.
+    sequences = [event.sequence for event in hub.events()]
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert {e.subject for e in hub.events("user.deactivated")} == {leaver, joiner}

@@ -19,9 +19,14 @@ unrelated writes behind one another. Each write takes, in this order:
 4. **The Owner seats**, only when the change can alter who is an Owner
    candidate: a user recomputed who qualifies, or who had a seat or a place
    in the hold queue. Most writes never take it.
+5. **The organization's event counter**, last, by the statement that numbers
+   the change's events (:func:`connector.trail.events.next_sequences`), just
+   before the commit; a Bulk request numbers the events of all its
+   operations at once when it commits (:meth:`ScimWrites.commit
+   <connector.provisioning.writes.ScimWrites.commit>`).
 
 On PostgreSQL, 1 and 4 are transaction-level advisory locks
-(``pg_advisory_xact_lock``), released at commit or rollback; 2 and 3 are row
+(``pg_advisory_xact_lock``), released at commit or rollback; 2, 3 and 5 are row
 locks. On SQLite every writing transaction already holds the database's
 write lock (``BEGIN IMMEDIATE``, :mod:`connector.db.engine`), so these are
 no-ops there. The ``owner_seats`` primary key ``(org_id, seat)`` with

@@ -19,14 +19,22 @@ to bottom, as the whole write:
    seats only when they can move);
 6. journal it: audit entries, snapshots and product events in one write.
 
+The organization's event counter is the last lock of every write: a single
+write numbers its events in its journal write, its last statement. A Bulk
+request's operations each journal their audit entries and snapshots, but
+their events wait: :meth:`ScimWrites.commit` numbers all of them in one
+step just before the commit. Numbering them as each operation ended would
+hold the counter while later operations lock rules, groups, users and seats,
+the reverse of a concurrent single write's order: a deadlock.
+
 The caller commits once. The cause (credential and request line) is an
 argument, never ambient state, and the store never calls back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from scim2_models import InvalidValueException
@@ -53,7 +61,7 @@ from connector.derived.tables import GROUP_BINDINGS
 from connector.directory.members import check_member_ids, check_member_values, unknown_members
 from connector.directory.store import DirectoryStore
 from connector.trail.cause import Cause
-from connector.trail.journal import Journal
+from connector.trail.journal import Announcement, Journal
 from connector.trail.role_changes import note_role_change
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
@@ -79,6 +87,8 @@ class ScimWrites:
         self.org_id = org_id
         self.cause = cause
         self.store = DirectoryStore(session, org_id, models=dict(served.models))
+        self._held_events: list[Announcement] | None = None
+        """The events of a Bulk request's operations so far, numbered at commit."""
 
     # -- reads: no lock ------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class ScimWrites:
             created=[created],
             journal=journal,
         )
-        journal.write(self.session, self.org_id)
+        self._write(journal)
         return written.stored
 
     def replace(
@@ -178,7 +188,7 @@ class ScimWrites:
             _user_event(journal, "user.deactivated", resource_id, after)
         elif now_active and not was_active:
             _user_event(journal, "user.reactivated", resource_id, after)
-        journal.write(self.session, self.org_id)
+        self._write(journal)
         return written.stored
 
     def delete(
@@ -209,7 +219,7 @@ class ScimWrites:
             journal=journal,
         )
         _user_event(journal, "user.deleted", resource_id, deleted.before)
-        journal.write(self.session, self.org_id)
+        self._write(journal)
 
     # -- groups --------------------------------------------------------------------------
 
@@ -226,7 +236,7 @@ class ScimWrites:
         added, removed = self.store.apply_members(group_id, members)
         journal = Journal()
         self._members_changed(journal, rules, group_id, added, removed)
-        journal.write(self.session, self.org_id)
+        self._write(journal)
         return stored
 
     def _create_group(self, document: Document, members: MemberChanges | None) -> Stored:
@@ -239,7 +249,7 @@ class ScimWrites:
         journal = Journal()
         journal.audit(self.cause, "group.created", f"group:{group_id}", None, _plain(written.after))
         self._bind_rules(journal, rules, group_id, written.after)
-        journal.write(self.session, self.org_id)
+        self._write(journal)
         return written.stored
 
     def _replace_group(
@@ -279,7 +289,7 @@ class ScimWrites:
             # The binding recomputed every member, these included; the audit
             # trail still records who joined and left.
             _audit_members(journal, self.cause, group_id, written.added, written.removed)
-        journal.write(self.session, self.org_id)
+        self._write(journal)
         return written.stored
 
     def _delete_group(self, group_id: str, expected_version: str | None) -> None:
@@ -309,22 +319,51 @@ class ScimWrites:
                 cause=self.cause,
                 journal=journal,
             )
-        journal.write(self.session, self.org_id)
+        self._write(journal)
 
     # -- transactions --------------------------------------------------------------------
 
-    def savepoint(self) -> AbstractContextManager[None]:
-        """One Bulk operation; the writing transaction begins before the first one."""
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One Bulk operation; the writing transaction begins before the first one.
+
+        The operation's events are held until :meth:`commit`, and forgotten
+        with the operation if it fails.
+        """
         begin_writing(self.session)
-        return self.store.savepoint()
+        if self._held_events is None:
+            self._held_events = []
+        held = len(self._held_events)
+        try:
+            with self.store.savepoint():
+                yield
+        except BaseException:
+            del self._held_events[held:]
+            raise
 
     def commit(self) -> None:
+        """Number and write the held events (the counter's lock, taken last), then commit."""
+        held, self._held_events = self._held_events, None
+        if held:
+            try:
+                Journal(announcements=held).write(self.session, self.org_id)
+            except BaseException:
+                self.session.rollback()
+                raise
         self.session.commit()
 
     def rollback(self) -> None:
+        self._held_events = None
         self.session.rollback()
 
     # -- the steps -----------------------------------------------------------------------
+
+    def _write(self, journal: Journal) -> None:
+        """Step 6; inside a Bulk operation its events wait for :meth:`commit`."""
+        if self._held_events is not None:
+            self._held_events.extend(journal.announcements)
+            journal.announcements = []
+        journal.write(self.session, self.org_id)
 
     def _rules(self, *, exclusive: bool = False) -> OrgRules:
         """Step 1: the organization's rules, held until commit, read once under the lock.

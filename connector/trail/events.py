@@ -100,6 +100,8 @@ class EventCounter(Base):
     until that transaction ends, so an organization's events are numbered
     and committed in the same order (a poller reading ``after=N`` never
     misses one committed late), and organizations never wait on each other.
+    Every write bumps it last, just before its commit, after every other lock
+    it takes (:mod:`connector.derived.locks`), so that holding it never waits.
     """
 
     __tablename__ = "event_counters"
