@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from connector.db.engine import make_engine
+from connector.db.engine import BUSY_TIMEOUT_MS, make_engine
 from connector.web.app import create_app, hub_scim
 from scim.limits import Deadline
 from tests.fixtures_app import ScimClient, issue_token
@@ -57,11 +57,24 @@ def test_without_a_deadline_sqlite_runs_statements_to_the_end(tmp_path: object) 
         engine.dispose()
 
 
+def test_sqlite_waits_for_the_write_lock_until_the_deadline_and_no_longer(
+    tmp_path: object,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/deadline.sqlite", pool_size=1, max_overflow=0)
+    try:
+        with Deadline.running(2), engine.begin() as connection:
+            during_a_request = connection.execute(text("PRAGMA busy_timeout")).scalar()
+        with engine.begin() as connection:
+            afterwards = connection.execute(text("PRAGMA busy_timeout")).scalar()
+        assert 1 <= during_a_request <= 2001
+        assert afterwards == BUSY_TIMEOUT_MS
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def deadline_app(database_url: str) -> Iterator[Flask]:
     """The service with a one-second deadline, building its own engine as in production."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("on SQLite a waiting writer sleeps in busy_timeout, see the engine tests above")
     app = create_app(database_url=database_url, request_timeout_seconds=1, rate_limit_per_minute=0)
     yield app
     hub_scim(app).close()
@@ -72,14 +85,20 @@ def test_a_request_stuck_behind_a_lock_answers_503_with_retry_after_and_writes_n
 ) -> None:
     scim = ScimClient(deadline_app.test_client(), issue_token(engine, org_id))
     with engine.connect() as blocker:
-        blocker.execute(text("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE"))
+        # Another writer, busy for longer than the deadline: on SQLite it holds
+        # the database's write lock, on PostgreSQL a table every write reads.
+        if engine.dialect.name == "sqlite":
+            blocker.execute(text("DELETE FROM organizations WHERE id = -1"))
+        else:
+            blocker.execute(text("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE"))
         started = time.monotonic()
 
         response = scim.post("/Users", json={"schemas": [USER_SCHEMA], "userName": "late"})
 
         elapsed = time.monotonic() - started
         blocker.rollback()
-    assert elapsed < 15
+    # The deadline is one second; the margin is for a shared, loaded machine.
+    assert elapsed < 3
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
     body = response.get_json(force=True)

@@ -6,6 +6,7 @@ factory and the CLI with the configured URL.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -20,7 +21,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # FULL: a change answered to the IdP survives a power loss (the IdP will
     # not send it again); NORMAL could lose the last commits. Cost measured
@@ -33,6 +34,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _PROGRESS_STEPS = 10_000
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer outside any request waits for the write lock."""
+
+_BUSY_TIMEOUT_SET = "hub_scim_busy_timeout_ms"
 
 
 def _past_deadline() -> int:
@@ -103,10 +109,32 @@ def _sqlite_begin(conn: Any) -> None:
     # with SQLITE_BUSY without waiting; taking the write lock up front makes
     # every writing transaction serialize on busy_timeout instead. A
     # transaction declared read-only starts deferred and never takes it.
+    _wait_for_the_lock_until_the_deadline(conn.connection)
     if conn.get_execution_options().get(READ_ONLY):
         conn.exec_driver_sql("BEGIN")
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wait_for_the_lock_until_the_deadline(connection: Any) -> None:
+    """Cut SQLite's wait for the write lock at the running request's deadline.
+
+    The progress handler stops statements that run, not a writer sleeping in
+    the busy handler: without this, a request queued behind a long write
+    would wait the whole ``BUSY_TIMEOUT_MS`` past its deadline. The pragma
+    goes straight to the driver (no SQLAlchemy statement), and only when the
+    wait changes: a transaction outside any request costs nothing more.
+    """
+    remaining = Deadline.remaining()
+    wait_ms = (
+        BUSY_TIMEOUT_MS
+        if remaining is None
+        # One millisecond past it, so that a wait given up finds the deadline passed.
+        else max(1, min(BUSY_TIMEOUT_MS, math.ceil(remaining * 1000) + 1))
+    )
+    if connection.info.get(_BUSY_TIMEOUT_SET, BUSY_TIMEOUT_MS) != wait_ms:
+        connection.dbapi_connection.execute(f"PRAGMA busy_timeout={wait_ms}")
+        connection.info[_BUSY_TIMEOUT_SET] = wait_ms
 
 
 def make_engine(

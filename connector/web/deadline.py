@@ -3,7 +3,8 @@
 Gunicorn's ``timeout`` does not bound a request in a threaded worker (it
 watches the worker's main loop, not its threads), so the bound is kept here:
 the deadline runs for the whole request (:class:`scim.limits.Deadline`),
-SQLite interrupts a statement past it, PostgreSQL cancels one that runs
+SQLite interrupts a statement past it and stops waiting for its write lock
+at it (:mod:`connector.db.engine`), PostgreSQL cancels one that runs
 longer (``statement_timeout``), and the SCIM layer checks it between steps of
 a PATCH. A request past its deadline answers 503 with ``Retry-After``;
 nothing it did is kept (its transaction rolls back).
