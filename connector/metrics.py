@@ -53,8 +53,8 @@ def instruments() -> Instruments:
         ),
         scim_operations=Counter(
             "hub_scim_scim_operations",
-            "SCIM requests by organization id, resource and outcome "
-            "(success, client_error, server_error).",
+            "SCIM requests by organization id (all unless HUB_SCIM_METRICS_ORG_LABEL), "
+            "resource, method and outcome (success, client_error, server_error).",
             ["org", "resource", "method", "outcome"],
         ),
         rate_limited=Counter(

@@ -125,6 +125,9 @@ class Settings:
     # master on their own address; port 0: not served.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # Label SCIM operation counts with the organization's id. Off: one series
+    # set for all organizations (label value "all"), whatever their number.
+    metrics_org_label: bool = False
     # The IT console (connector.console): the key that signs its cookies and
     # seals each organization's OIDC client secret at rest. Unset: the console
     # answers 503 and `hub-scim sso set` refuses, rather than run with a

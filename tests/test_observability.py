@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.test import Client
@@ -25,7 +26,7 @@ from connector.directory.store import DirectoryStore
 from connector.trail.events import emit
 from connector.web.logs import JsonFormatter
 from connector.web.observability import metrics_wsgi_app
-from tests.fixtures_app import ScimClient
+from tests.fixtures_app import ScimClient, issue_token, new_organization
 from tests.test_cli import REPO_ROOT, free_port, wait_for
 from tests.test_provisioning_transaction import add_endpoint
 
@@ -89,8 +90,9 @@ def test_a_5xx_scim_error_names_the_request_id(
 
 
 def test_requests_and_scim_operations_are_counted_by_route_and_organization(
-    scim: ScimClient, org_id: int
+    app_factory: Callable[..., Flask], scim_token: str, org_id: int
 ) -> None:
+    scim = ScimClient(app_factory(metrics_org_label=True).test_client(), scim_token)
     route = {"route": "/scim/v2/Users/<resource_id>", "method": "GET", "status": "404"}
     operation = {
         "org": str(org_id), "resource": "Users", "method": "GET", "outcome": "client_error"
@@ -110,6 +112,27 @@ def test_requests_and_scim_operations_are_counted_by_route_and_organization(
         sample("hub_scim_http_request_duration_seconds_count", route=route["route"], method="GET")
         == before_latency + 2
     )
+
+
+def test_by_default_an_msps_organizations_share_one_series_per_operation(
+    app_factory: Callable[..., Flask], engine: Engine, scim_token: str, org_id: int
+) -> None:
+    client = app_factory().test_client()
+    other_token = issue_token(engine, new_organization(engine))
+    everyone = {"org": "all", "resource": "Users", "method": "GET", "outcome": "client_error"}
+    before = sample("hub_scim_scim_operations_total", **everyone)
+
+    for token in (scim_token, other_token):
+        ScimClient(client, token).get("/Users/no-such-user")
+
+    assert sample("hub_scim_scim_operations_total", **everyone) == before + 2
+    labelled = {
+        metric_sample.labels["org"]
+        for metric in REGISTRY.collect()
+        if metric.name == "hub_scim_scim_operations"
+        for metric_sample in metric.samples
+    }
+    assert str(org_id) not in labelled
 
 
 def test_rate_limit_refusals_are_counted(

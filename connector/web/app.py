@@ -189,7 +189,7 @@ def create_app(
     access_blueprint.register_error_handler(OperationalError, _database_busy)
     app.register_blueprint(access_blueprint, url_prefix=ACCESS_API_PREFIX)
     # Request ids, the per-request JSON log line and metrics (docs/observability.md).
-    observability.install(app, engine)
+    observability.install(app, engine, label_organizations=settings.metrics_org_label)
     # The provisioning log: every SCIM request, written in batches outside its transaction.
     install_request_log(app, settings, session_factory, SCIM_PREFIX)
 

@@ -62,10 +62,23 @@ def request_id() -> str:
     return rid
 
 
-def install(app: Flask, engine: Engine) -> None:
-    """Request ids, the per-request log line and request metrics for ``app``; pool metrics."""
+ALL_ORGANIZATIONS = "all"
+"""The ``org`` label of SCIM operation counts unless organizations are labelled one by one."""
+
+
+def install(app: Flask, engine: Engine, *, label_organizations: bool = False) -> None:
+    """Request ids, the per-request log line and request metrics for ``app``; pool metrics.
+
+    ``label_organizations`` counts SCIM operations per organization id: a
+    series set per organization, so an MSP's thousands of organizations make
+    thousands of them; off, they are counted under ``org="all"``.
+    """
+
+    def finish(response: Response) -> Response:
+        return _finish(response, label_organizations=label_organizations)
+
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
-    app.after_request(_finish)
+    app.after_request(finish)
     watch_pool(engine)
 
 
@@ -83,7 +96,7 @@ def _credential() -> Any:
     return g.get("hub_scim_credential") or g.get("hub_access_credential")
 
 
-def _finish(response: Response) -> Response:
+def _finish(response: Response, *, label_organizations: bool) -> Response:
     rid = request_id()
     response.headers[REQUEST_ID_HEADER] = rid
     if response.status_code >= 500:
@@ -99,9 +112,8 @@ def _finish(response: Response) -> Response:
         metrics.rate_limited.labels(route).inc()
     if credential is not None and route.startswith("/scim/"):
         outcome = "success" if status < 400 else "client_error" if status < 500 else "server_error"
-        metrics.scim_operations.labels(
-            str(credential.org_id), _scim_resource(route), method, outcome
-        ).inc()
+        org = str(credential.org_id) if label_organizations else ALL_ORGANIZATIONS
+        metrics.scim_operations.labels(org, _scim_resource(route), method, outcome).inc()
     fields: dict[str, Any] = {
         "request_id": rid,
         "method": method,
