@@ -863,6 +863,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     target.add_argument("--workers", type=int, help="with --spawn: gunicorn workers")
     target.add_argument("--threads", type=int, help="with --spawn: threads per worker")
     target.add_argument("--hub-scim-command", help="how to run hub-scim (default: found on PATH)")
+    target.add_argument(
+        "--sqlite-synchronous",
+        choices=("full", "normal"),
+        help="SQLite's PRAGMA synchronous for the servers the run starts "
+        "(HUB_SCIM_SQLITE_SYNCHRONOUS; default: the server's, full)",
+    )
     contention = parser.add_argument_group(
         "concurrent comparison (the default; --concurrency 1 runs the sequential phases)"
     )
@@ -1003,6 +1009,9 @@ def profiled_phases(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.sqlite_synchronous:
+        # Read by every hub-scim the run starts (bench_environment copies it).
+        os.environ["HUB_SCIM_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
     if args.concurrency > 1 or args.profile:
         return main_contention(args)
     return main_sequential(args)

@@ -148,6 +148,12 @@ class Settings:
     audit_retention_days: int = 400
     event_retention_days: int = 30
 
+    # SQLite's durability of a commit: "full" (fsync at each commit: a change
+    # answered to the IdP survives a power loss) or "normal" (faster; the
+    # last commits can be lost, an acknowledged deactivation with them).
+    # Measured in docs/benchmark.md.
+    sqlite_synchronous: str = "full"
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -236,6 +242,11 @@ def _validate(settings: Settings) -> None:
         _ = settings.webhook_networks
     except ValueError as error:
         raise SettingsError(f"{_env_name('webhook_allowed_networks')}: {error}") from None
+    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise SettingsError(
+            f"{_env_name('sqlite_synchronous')} must be one of {', '.join(SQLITE_SYNCHRONOUS)}, "
+            f"got {settings.sqlite_synchronous!r}"
+        )
     if settings.log_level.upper() not in logging.getLevelNamesMapping():
         raise SettingsError(f"{_env_name('log_level')} is not a log level: {settings.log_level!r}")
 
@@ -306,6 +317,8 @@ def replace_settings(settings: Settings, **overrides: Any) -> Settings:
 def _env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
+
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

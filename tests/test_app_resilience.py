@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from connector.db.engine import make_engine
 from connector.db.statistics import StatisticsKeeper
 from connector.directory.store import DirectoryStore
 from connector.web.app import hub_scim
@@ -119,3 +120,15 @@ def test_okta_reads_while_another_request_holds_the_sqlite_write_lock(
             headers={"Authorization": f"Bearer {access_token}"},
         )
         assert asked.status_code == 200
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("full", 2), ("normal", 1)])
+def test_sqlite_commits_are_durable_unless_normal_is_chosen(
+    tmp_path: object, setting: str, pragma: int
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/sync.sqlite", sqlite_synchronous=setting)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma
+    finally:
+        engine.dispose()

@@ -86,6 +86,7 @@ def test_an_empty_optional_variable_means_unset() -> None:
         ({"HUB_SCIM_DATABASE_URL": "not a url"}, "HUB_SCIM_DATABASE_URL is not a database URL"),
         ({"HUB_SCIM_PUBLIC_BASE_URL": "scim.example.com"}, "must start with http"),
         ({"HUB_SCIM_LOG_LEVEL": "chatty"}, "HUB_SCIM_LOG_LEVEL is not a log level"),
+        ({"HUB_SCIM_SQLITE_SYNCHRONOUS": "off"}, "HUB_SCIM_SQLITE_SYNCHRONOUS must be one of"),
         ({"HUB_SCIM_MAX_PAGE_SIZE": "many"}, "HUB_SCIM_MAX_PAGE_SIZE must be an integer"),
         ({"HUB_SCIM_MAX_PAGE_SIZE": "0"}, "HUB_SCIM_MAX_PAGE_SIZE must be at least 1"),
         ({"HUB_SCIM_MAX_PAYLOAD_BYTES": "100"}, "HUB_SCIM_MAX_PAYLOAD_BYTES must be at least 1024"),

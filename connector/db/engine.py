@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from scim.limits import Deadline
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, synchronous: str) -> None:
     # WAL lets readers proceed during a write; busy_timeout makes a writer wait
     # for the lock instead of failing with "database is locked"; foreign keys
     # are off by default in SQLite.
@@ -23,10 +23,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # FULL: a change answered to the IdP survives a power loss (the IdP will
-    # not send it again); NORMAL could lose the last commits. Cost measured
-    # in docs/benchmark.md.
-    cursor.execute("PRAGMA synchronous=FULL")
+    # FULL (the default): a change answered to the IdP survives a power loss
+    # (the IdP will not send it again); NORMAL could lose the last commits.
+    # Cost measured in docs/benchmark.md.
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
     # Every few thousand virtual-machine steps SQLite asks whether to go on:
     # a statement still running past the request's deadline is interrupted.
@@ -138,19 +138,28 @@ def _wait_for_the_lock_until_the_deadline(connection: Any) -> None:
 
 
 def make_engine(
-    url: str, *, statement_timeout_seconds: float | None = None, **kwargs: Any
+    url: str,
+    *,
+    statement_timeout_seconds: float | None = None,
+    sqlite_synchronous: str = "full",
+    **kwargs: Any,
 ) -> Engine:
     """Create the engine for ``url``, with the settings each dialect needs to be safe.
 
     Error messages never carry bound parameters (personal data). On PostgreSQL,
     ``statement_timeout_seconds`` bounds every statement of the engine's
     connections; on SQLite a statement stops at the deadline of the request
-    running it (:class:`scim.limits.Deadline`).
+    running it (:class:`scim.limits.Deadline`), and ``sqlite_synchronous``
+    (``full`` or ``normal``) is its ``PRAGMA synchronous``.
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        synchronous = {"full": "FULL", "normal": "NORMAL"}[sqlite_synchronous]
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, synchronous)
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:

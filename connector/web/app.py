@@ -161,7 +161,9 @@ def create_app(
     if engine is None:
         ensure_sqlite_directory(settings.database_url)
         engine = make_engine(
-            settings.database_url, statement_timeout_seconds=settings.request_timeout_seconds
+            settings.database_url,
+            statement_timeout_seconds=settings.request_timeout_seconds,
+            sqlite_synchronous=settings.sqlite_synchronous,
         )
     session_factory = make_session_factory(engine)
     app.extensions[EXTENSION] = HubScim(

@@ -67,7 +67,7 @@ def install_request_log(
         if not settings.request_log:
             return
         recorder = RequestRecorder(
-            make_engine(settings.database_url),
+            make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous),
             timedelta(days=settings.request_log_retention_days),
             owns_engine=True,
         )
