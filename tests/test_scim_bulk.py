@@ -1,10 +1,13 @@
 """Bulk requests (RFC 7644 section 3.7): bulkId references, limits, failOnErrors."""
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from connector.directory.store import DirectoryStore
 from scim.backend import ResourceKind
 from scim.settings import ScimSettings
 from tests.fake_backend import patch_op, user
+from tests.scenarios import Idp
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -209,3 +212,34 @@ def test_a_failed_operation_leaves_nothing_behind(api, store):
     )
     assert [result["status"] for result in response.json["Operations"]] == ["201", "400"]
     assert store.resources[ResourceKind.GROUP] == {}
+
+
+def test_an_operation_the_database_fails_answers_503_and_the_others_carry_on(
+    scim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deadlock PostgreSQL broke, or any database failure of one operation, is 503: retry."""
+    idp = Idp(scim)
+    ada, grace = idp.user("ada@msp.example"), idp.user("grace@msp.example")
+    replace = DirectoryStore.replace
+
+    def failing_for_ada(self, kind, resource_id, *args, **kwargs):
+        if resource_id == ada:
+            raise OperationalError("UPDATE", {}, Exception("deadlock detected"))
+        return replace(self, kind, resource_id, *args, **kwargs)
+
+    monkeypatch.setattr(DirectoryStore, "replace", failing_for_ada)
+    title = {"op": "replace", "path": "title", "value": "Engineer"}
+    response = scim.post(
+        "/Bulk",
+        json=bulk(
+            {"method": "PATCH", "path": f"/Users/{ada}", "data": patch_op(title)},
+            {"method": "PATCH", "path": f"/Users/{grace}", "data": patch_op(title)},
+        ),
+    )
+
+    assert response.status_code == 200
+    failed, done = response.json["Operations"]
+    assert (failed["status"], failed["response"]["status"]) == ("503", "503")
+    assert done["status"] == "200"
+    assert scim.get(f"/Users/{grace}").json["title"] == "Engineer"
+    assert "title" not in scim.get(f"/Users/{ada}").json

@@ -33,12 +33,14 @@ argument, never ambient state, and the store never calls back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from scim2_models import InvalidValueException
+from scim2_models import Error, InvalidValueException, SCIMException
 from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connector.access.assignable import known_values, unknown_values
@@ -65,6 +67,9 @@ from connector.trail.journal import Announcement, Journal
 from connector.trail.role_changes import note_role_change
 from scim.backend import Document, ListQuery, MemberChanges, Page, ResourceKind, Stored
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
+from scim.limits import Deadline, DeadlineExceededException
+
+logger = logging.getLogger(__name__)
 
 AUDITED_IDS = 1000
 """Member ids one membership audit entry lists; a larger delta is cut there, and counted."""
@@ -328,7 +333,9 @@ class ScimWrites:
         """One Bulk operation; the writing transaction begins before the first one.
 
         The operation's events are held until :meth:`commit`, and forgotten
-        with the operation if it fails.
+        with the operation if it fails. A database that failed the operation
+        (a deadlock broken, a lock or statement past the deadline) answers it
+        503, which the IdP retries, not 500; the others carry on.
         """
         begin_writing(self.session)
         if self._held_events is None:
@@ -337,8 +344,15 @@ class ScimWrites:
         try:
             with self.store.savepoint():
                 yield
-        except BaseException:
+        except BaseException as error:
             del self._held_events[held:]
+            if isinstance(error, OperationalError):
+                logger.warning("Bulk operation failed by the database: %s", error.orig)
+                if Deadline.passed():
+                    raise DeadlineExceededException() from error
+                raise SCIMException.from_error(
+                    Error(status=503, detail="The directory was busy; retry this operation.")
+                ) from error
             raise
 
     def commit(self) -> None:
