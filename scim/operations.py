@@ -34,7 +34,7 @@ from scim.dialects import body_resource_id, normalize_patch, normalize_resource,
 from scim.errors import exception_from_validation_error
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import etag_matches
-from scim.limits import check_multi_valued, check_patch_work
+from scim.limits import check_multi_valued, check_patch_size, check_patch_work
 from scim.membership import creation_changes, replacement_changes, split_member_operations
 from scim.representation import (
     from_stored,
@@ -318,6 +318,8 @@ def parse_patch(
             return None, members
         body = {key: value for key, value in body.items() if key.lower() != "operations"}
         body["Operations"] = operations
+    if isinstance(operations, list):
+        check_patch_size(operations, settings)
     model: type[Resource[Any]] = served.model(kind)
     check_paths(model, operations)
     try:

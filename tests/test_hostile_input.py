@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -143,6 +144,24 @@ def test_filtered_patch_operations_over_a_long_list_are_refused_as_too_many(
     body = assert_scim_error(refused, 400, "tooMany")
     assert "2000" in body["detail"]
     assert all("display" not in e for e in scim.get(f"/Users/{created['id']}").get_json()["emails"])
+
+
+def test_more_operations_than_the_work_budget_are_refused_before_any_is_validated(
+    scim: ScimClient,
+) -> None:
+    created = scim.post("/Users", json=user("ada", emails=emails(1))).get_json()
+    many = {"op": "replace", "path": 'emails[value eq "u0@example.com"].display', "value": "y"}
+    started = time.process_time()
+
+    refused = scim.patch(f"/Users/{created['id']}", json=patch(*[many] * 9000))
+    missing = scim.patch("/Users/no-such-user", json=patch(*[many] * 9000))
+
+    # Validating 9,000 operations cost over a second of CPU before they were counted.
+    assert time.process_time() - started < 0.8
+    for answer in (refused, missing):
+        body = assert_scim_error(answer, 400, "tooMany")
+        assert "at least 9000" in body["detail"]
+    assert "display" not in scim.get(f"/Users/{created['id']}").get_json()["emails"][0]
 
 
 def test_an_entra_style_patch_with_a_few_filtered_operations_applies(scim: ScimClient) -> None:
