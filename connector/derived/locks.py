@@ -39,7 +39,7 @@ import functools
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from connector.db import dialect as sql
@@ -52,6 +52,13 @@ _RULES_LOCK = 0x48554201
 _SEATS_LOCK = 0x48554202
 
 
+# Built once: a statement built per call costs about as much CPU as its round trip.
+_ORG = bindparam("lock_org_id", type_=Integer)
+_LOCK_RULES_SHARED = select(func.pg_advisory_xact_lock_shared(_RULES_LOCK, _ORG))
+_LOCK_RULES_EXCLUSIVE = select(func.pg_advisory_xact_lock(_RULES_LOCK, _ORG))
+_LOCK_SEATS = select(func.pg_advisory_xact_lock(_SEATS_LOCK, _ORG))
+
+
 def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
@@ -59,19 +66,19 @@ def _is_postgresql(session: Session) -> bool:
 def lock_rules_shared(session: Session, org_id: int) -> None:
     """Keep the organization's mapping, bindings and product states as read until commit."""
     if _is_postgresql(session):
-        session.execute(select(func.pg_advisory_xact_lock_shared(_RULES_LOCK, org_id)))
+        session.execute(_LOCK_RULES_SHARED, {"lock_org_id": org_id})
 
 
 def lock_rules_exclusive(session: Session, org_id: int) -> None:
     """Take the organization's rules for writing: waits for every writer holding them shared."""
     if _is_postgresql(session):
-        session.execute(select(func.pg_advisory_xact_lock(_RULES_LOCK, org_id)))
+        session.execute(_LOCK_RULES_EXCLUSIVE, {"lock_org_id": org_id})
 
 
 def lock_seats(session: Session, org_id: int) -> None:
     """Take the organization's Owner seats and hold queue until commit."""
     if _is_postgresql(session):
-        session.execute(select(func.pg_advisory_xact_lock(_SEATS_LOCK, org_id)))
+        session.execute(_LOCK_SEATS, {"lock_org_id": org_id})
 
 
 @functools.cache

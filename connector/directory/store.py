@@ -49,6 +49,7 @@ change, so concurrent membership inserts, whose foreign-key checks take
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -227,6 +228,60 @@ def _membership_sides(kind: ResourceKind) -> tuple[ColumnElement[str], ColumnEle
     return member.group_id, member.user_id
 
 
+# The write statements are built once: building one per request (its
+# expressions, then its cache key) costs about as much CPU as running it.
+_REPLACE = (
+    update(_RESOURCES)
+    .where(
+        _RESOURCES.c.id == bindparam("replace_id"),
+        _RESOURCES.c.version == bindparam("replace_version"),
+    )
+    .values(
+        name=bindparam("replace_name"),
+        name_key=bindparam("replace_name_key"),
+        external_id=bindparam("replace_external_id"),
+        active=bindparam("replace_active"),
+        document=bindparam("replace_document", type_=_RESOURCES.c.document.type),
+        version=bindparam("replace_new_version"),
+        modified_at=bindparam("replace_now", type_=_RESOURCES.c.modified_at.type),
+    )
+)
+_DELETE_VALUES = delete(_VALUES).where(_VALUES.c.resource_id == bindparam("values_resource_id"))
+
+
+@functools.cache
+def _insert_unique(dialect: str) -> Any:
+    insert_statement = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert_statement(_RESOURCES)
+        .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+        .returning(_RESOURCES.c.id)
+    )
+
+
+@functools.cache
+def _delete_at_once(kind: ResourceKind) -> Any:
+    """PostgreSQL: delete a locked row at its version and exactly its memberships, in one go."""
+    own, other = _membership_sides(kind)
+    gone = (
+        delete(_RESOURCES)
+        .where(
+            _RESOURCES.c.id == bindparam("delete_id"),
+            _RESOURCES.c.version == bindparam("delete_version"),
+        )
+        .returning(_RESOURCES.c.id)
+        .cte("gone")
+    )
+    memberships = (
+        delete(_MEMBERS)
+        .where(own.in_(select(gone.c.id)))
+        .returning(other.label("related"))
+        .cte("memberships")
+    )
+    related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
+    return select(gone.c.id, related_ids.label("related"))
+
+
 def _version(expected: str | None) -> int | None:
     """The version number an ``If-Match``-style value names, if it names exactly one."""
     match = _ETAG.fullmatch(expected) if expected is not None else None
@@ -395,27 +450,25 @@ class DirectoryStore:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
         version = row.version + 1
-        statement = (
-            update(_RESOURCES)
-            .where(_RESOURCES.c.id == resource_id, _RESOURCES.c.version == row.version)
-            .values(
-                name=columns.name,
-                name_key=columns.name_key,
-                external_id=columns.external_id,
-                active=columns.active,
-                document=kept,
-                version=version,
-                modified_at=now,
-            )
-        )
+        parameters = {
+            "replace_id": resource_id,
+            "replace_version": row.version,
+            "replace_name": columns.name,
+            "replace_name_key": columns.name_key,
+            "replace_external_id": columns.external_id,
+            "replace_active": columns.active,
+            "replace_document": kept,
+            "replace_new_version": version,
+            "replace_now": now,
+        }
         if columns.name_key == row.name_key:
-            updated = self.session.execute(statement)
+            updated = self.session.execute(_REPLACE, parameters)
         else:
-            updated = self._renamed(kind, columns, statement)
+            updated = self._renamed(kind, columns, parameters)
         if getattr(updated, "rowcount", 1) != 1:
             raise PreconditionFailedException(detail="the resource changed during this request")
         if rows != value_rows(model, kind, row.document, resource_id, self.org_id):
-            self.session.execute(delete(_VALUES).where(_VALUES.c.resource_id == resource_id))
+            self.session.execute(_DELETE_VALUES, {"values_resource_id": resource_id})
             self._insert_values(rows)
         before = self._document(kind, row)
         after = self._assemble(kind, resource_id, kept, version, row.created_at, now)
@@ -527,21 +580,9 @@ class DirectoryStore:
         """
         row = self._row(kind, resource_id, for_delete=True)
         self._check_version(row.version, expected_version)
-        own, other = _membership_sides(kind)
-        gone = (
-            delete(_RESOURCES)
-            .where(_RESOURCES.c.id == row.id, _RESOURCES.c.version == row.version)
-            .returning(_RESOURCES.c.id)
-            .cte("gone")
-        )
-        memberships = (
-            delete(_MEMBERS)
-            .where(own.in_(select(gone.c.id)))
-            .returning(other.label("related"))
-            .cte("memberships")
-        )
-        related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
-        deleted = self.session.execute(select(gone.c.id, related_ids.label("related"))).one()
+        deleted = self.session.execute(
+            _delete_at_once(kind), {"delete_id": row.id, "delete_version": row.version}
+        ).one()
         return Deleted(self._document(kind, row), frozenset(deleted.related or ()))
 
     # -- transactions --------------------------------------------------------
@@ -598,16 +639,12 @@ class DirectoryStore:
         once it commits, inserts nothing. The transaction stays usable, with no
         SAVEPOINT round trip on the hot path.
         """
-        insert_statement = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-        statement = (
-            insert_statement(_RESOURCES)
-            .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
-            .returning(_RESOURCES.c.id)
-        )
-        if self.session.execute(statement, values).first() is None:
+        if self.session.execute(_insert_unique(self.dialect), values).first() is None:
             raise self._taken(kind, columns)
 
-    def _renamed(self, kind: ResourceKind, columns: ResourceColumns, statement: Any) -> Any:
+    def _renamed(
+        self, kind: ResourceKind, columns: ResourceColumns, parameters: dict[str, Any]
+    ) -> Any:
         """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
 
         The SAVEPOINT keeps the transaction usable after the database refuses
@@ -616,7 +653,7 @@ class DirectoryStore:
         """
         try:
             with self.session.begin_nested():
-                return self.session.execute(statement)
+                return self.session.execute(_REPLACE, parameters)
         except IntegrityError as error:
             text = str(error.orig)
             if _UNIQUE_CONSTRAINT in text or "name_key" in text:
