@@ -266,7 +266,11 @@ def test_retention_prunes_old_requests_in_small_batches(engine: Engine, org_id: 
         append(connection, [_request(org_id, timedelta(days=31)) for _ in range(2500)])
         append(connection, [_request(org_id, timedelta(days=29))])
     recorder = RequestRecorder(engine, timedelta(days=30))
-    assert recorder.prune() >= 2500
+    # Each call prunes a bounded number of batches over every organization of
+    # the shared test database (other tests leave old rows, and other apps'
+    # recorders may prune these too): call until there is nothing left.
+    pruned = [recorder.prune() for _ in range(50)]
+    assert pruned[-1] == 0
 
     with make_session_factory(engine)() as session:
         (kept,) = query_requests(session, org_id).requests
