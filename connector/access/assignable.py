@@ -73,14 +73,6 @@ class Assignable:
         return document
 
 
-def hub_role_named(value: str) -> Role | None:
-    """The platform role a SCIM role value names ("Admin", " admin "), if any."""
-    try:
-        return Role(group_ref_key(value))
-    except ValueError:
-        return None
-
-
 def known_values(config: MappingConfig) -> dict[str, str]:
     """Every value Hub knows, by comparison key (:func:`group_ref_key`), as it is published."""
     known = {role.value: role.title for role in sorted(Role, reverse=True)}
