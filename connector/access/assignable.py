@@ -24,9 +24,10 @@ from typing import Any
 
 from connector.access.catalog import HUB_CATALOG, Catalog, ProductState, counts
 from connector.access.mapping import MappingConfig, MappingRule, group_ref_key
+from connector.access.owners import SEAT_NUMBERS
 from connector.access.roles import Role
 
-OWNER_SEATS = 2
+OWNER_SEATS = len(SEAT_NUMBERS)
 """docs/rules.md#owner-cap: an organization has at most two Owners."""
 
 PLATFORM_ROLE = "Platform role"
