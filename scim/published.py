@@ -57,7 +57,7 @@ from scim2_models import (
 
 from scim.backend import Document
 from scim.errors import exception_from_validation_error
-from scim.query import parse_model_filter
+from scim.query import page_size, parse_model_filter, search_parameters
 from scim.settings import ScimSettings
 
 OKTA_ROLE_SCHEMA = "urn:okta:scim:schemas:core:1.0:Role"
@@ -221,15 +221,7 @@ def list_published(
     """GET on a published endpoint: filtered, sorted and paged (RFC 7644 sections 3.4.2.2-4)."""
     model = publication.type.model
     fields = {key: value for key, value in payload.items() if key != "filter"}
-    order_key = next((key for key in fields if key.lower() == "sortorder"), None)
-    if order_key is not None and isinstance(fields[order_key], str):
-        fields[order_key] = fields[order_key].lower()
-    try:
-        parameters = SearchRequest[model].model_validate(  # type: ignore[valid-type]
-            fields, scim_ctx=Context.SEARCH_REQUEST
-        )
-    except ValidationError as exc:
-        raise exception_from_validation_error(exc) from exc
+    parameters = search_parameters(fields, model)
     resources = publication.resources()
     if "filter" in payload:
         scim_filter = ScimFilter[model](  # type: ignore[valid-type]
@@ -239,8 +231,7 @@ def list_published(
     if parameters.sort_by is not None:
         resources = parameters.sort(resources)
     start_index = parameters.start_index or 1
-    count = settings.default_page_size if parameters.count is None else parameters.count
-    count = min(count, settings.max_page_size)
+    count = page_size(parameters, settings)
     page = resources[start_index - 1 : start_index - 1 + count]
     return {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],

@@ -100,19 +100,13 @@ def parse_search(
     """
     fields = dict(payload)
     raw_filter = _pop_case_insensitive(fields, "filter")
-    order_key = next((key for key in fields if key.lower() == "sortorder"), None)
-    if order_key is not None and isinstance(fields[order_key], str):
-        fields[order_key] = fields[order_key].lower()
     models: Any = reduce(or_, (served.model(kind) for kind in kinds))
-    try:
-        parameters = SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
-    except ValidationError as exc:
-        raise exception_from_validation_error(exc) from exc
+    parameters = search_parameters(fields, models)
 
     if parameters.start_index is not None and parameters.start_index > MAX_START_INDEX:
         # The offset is a 64-bit integer in SQL on every database.
         raise InvalidValueException(detail=f"startIndex must be at most {MAX_START_INDEX}")
-    count = settings.default_page_size if parameters.count is None else parameters.count
+    count = page_size(parameters, settings)
     requests = {}
     for kind in kinds:
         model = served.model(kind)
@@ -123,11 +117,32 @@ def parse_search(
             filter=scim_filter,
             sort=sort_key(parameters, model),
             start_index=parameters.start_index or 1,
-            count=min(count, settings.max_page_size),
+            count=count,
             include_members=wants_attribute(parameters, MEMBERSHIP_ATTRIBUTE[kind], model),
         )
         requests[kind] = ListRequest(query=query, parameters=parameters)
     return requests
+
+
+def search_parameters(fields: Mapping[str, Any], models: Any) -> SearchRequest[Any]:
+    """The parameters of a list or search request but its filter, validated against ``models``.
+
+    ``sortOrder`` is compared case-insensitively ("DESCENDING" is accepted).
+    """
+    fields = dict(fields)
+    order_key = next((key for key in fields if key.lower() == "sortorder"), None)
+    if order_key is not None and isinstance(fields[order_key], str):
+        fields[order_key] = fields[order_key].lower()
+    try:
+        return SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
+    except ValidationError as exc:
+        raise exception_from_validation_error(exc) from exc
+
+
+def page_size(parameters: SearchRequest[Any], settings: ScimSettings) -> int:
+    """The page size asked for (``count``), else the default, within the advertised maximum."""
+    count = settings.default_page_size if parameters.count is None else parameters.count
+    return min(count, settings.max_page_size)
 
 
 def parse_filter(
