@@ -382,3 +382,15 @@ def test_a_document_keeps_its_shape_and_what_it_granted() -> None:
         "roles": [{"value": "admin"}],
         ENTERPRISE_SCHEMA: {"employeeNumber": "erased-1"},
     }
+
+
+def test_a_product_named_by_an_event_is_no_former_user(
+    hub: Hub, org_name: str, hub_scim: Callable[..., Result]
+) -> None:
+    # product.state_changed names the product as its subject: it is no user to erase.
+    hub.product("psa", "trial")
+    before = _trail(hub)
+    result = hub_scim("erase", "--org", org_name, "psa")
+    assert result.exit_code == ANSWERS[NotFound].exit_code, result.output
+    assert _trail(hub) == before
+    assert not hub.audit("user.erased")
