@@ -24,17 +24,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from werkzeug.test import TestResponse
 
+from connector.cli.main import cli
 from connector.db.engine import make_session_factory
 from connector.tenancy.credentials import Scope, create_credential
 from connector.tenancy.organizations import create_organization
-from connector.web.app import SCIM_PREFIX, hub_scim
+from connector.tenancy.tables import Organization
+from connector.web.app import SCIM_PREFIX
 from connector.web.app import create_app as _create_app
+from connector.web.app import hub_scim as app_state
 from connector.web.request_logging import request_recorder
 from tests.scenarios import AccessApi, Hub, Idp
 
@@ -130,7 +133,7 @@ def app_factory(database_url: str, engine: Engine) -> Iterator[Callable[..., Fla
         recorder = request_recorder(built)
         if recorder is not None:
             recorder.close()
-        hub_scim(built).close()
+        app_state(built).close()
 
 
 @pytest.fixture
@@ -204,3 +207,22 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
         if name.startswith("HUB_SCIM_"):
             monkeypatch.delenv(name)
     return CliRunner()
+
+
+@pytest.fixture
+def org_name(engine: Engine, org_id: int) -> str:
+    """The name of this test's organization, for ``--org``."""
+    with make_session_factory(engine)() as session:
+        organization = session.get(Organization, org_id)
+        assert organization is not None
+        return organization.name
+
+
+@pytest.fixture
+def hub_scim(runner: CliRunner, cli_database_url: str) -> Callable[..., Result]:
+    """``hub-scim ARGS...`` against the test database."""
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, [*args, "--database-url", cli_database_url])
+
+    return run

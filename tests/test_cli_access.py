@@ -14,13 +14,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine
 
 from connector.cli import access as cli_access
-from connector.cli.main import cli
-from connector.db.engine import make_session_factory
 from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
-from connector.tenancy.tables import Organization
 from connector.trail.events import SIGNATURE_HEADER, verify
 from tests.scenarios import (
     HUB_OWNERS,
@@ -47,24 +43,6 @@ group = "PSA Technicians"
 product = "psa"
 permissions = ["psa.tickets.teleport"]
 """
-
-
-@pytest.fixture
-def org_name(engine: Engine, org_id: int) -> str:
-    with make_session_factory(engine)() as session:
-        organization = session.get(Organization, org_id)
-        assert organization is not None
-        return organization.name
-
-
-@pytest.fixture
-def hub_scim(runner: CliRunner, cli_database_url: str) -> Callable[..., Result]:
-    """``hub-scim ARGS...`` against the test database."""
-
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--database-url", cli_database_url])
-
-    return run
 
 
 @pytest.fixture

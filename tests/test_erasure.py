@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from flask import Flask
 from sqlalchemy import JSON, Engine, String, Text, select
 
@@ -30,12 +30,10 @@ from connector.admin.erasure import (
 )
 from connector.admin.grants import grant_manual
 from connector.admin.mappings import apply_mapping
-from connector.cli.main import cli
 from connector.console.sessions import start_session
 from connector.db.engine import make_session_factory
 from connector.db.schema import metadata
 from connector.errors import ANSWERS, InvalidInput, NotFound, Refused
-from connector.tenancy.tables import Organization
 from connector.trail.request_log import RequestLogFilter, query_requests
 from connector.web.request_logging import request_recorder
 from tests.scenarios import (
@@ -93,22 +91,6 @@ class People:
 @pytest.fixture
 def people() -> People:
     return People(uuid.uuid4().hex[:8])
-
-
-@pytest.fixture
-def org_name(engine: Engine, org_id: int) -> str:
-    with make_session_factory(engine)() as session:
-        organization = session.get(Organization, org_id)
-        assert organization is not None
-        return organization.name
-
-
-@pytest.fixture
-def hub_scim(runner: CliRunner, cli_database_url: str) -> Callable[..., Result]:
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--database-url", cli_database_url])
-
-    return run
 
 
 def _ada(idp: Idp, people: People) -> str:
@@ -400,3 +382,15 @@ def test_a_document_keeps_its_shape_and_what_it_granted() -> None:
         "roles": [{"value": "admin"}],
         ENTERPRISE_SCHEMA: {"employeeNumber": "erased-1"},
     }
+
+
+def test_a_product_named_by_an_event_is_no_former_user(
+    hub: Hub, org_name: str, hub_scim: Callable[..., Result]
+) -> None:
+    # product.state_changed names the product as its subject: it is no user to erase.
+    hub.product("psa", "trial")
+    before = _trail(hub)
+    result = hub_scim("erase", "--org", org_name, "psa")
+    assert result.exit_code == ANSWERS[NotFound].exit_code, result.output
+    assert _trail(hub) == before
+    assert not hub.audit("user.erased")

@@ -16,16 +16,14 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import Engine, Table, func, insert, select, update
 
 from connector.admin.retention import set_retention
-from connector.cli.main import cli
 from connector.db.base import utcnow
 from connector.db.engine import make_session_factory
 from connector.errors import ANSWERS, InvalidInput
 from connector.settings import SettingsError, load_settings
-from connector.tenancy.tables import Organization
 from connector.trail.audit import AUDIT_LOG
 from connector.trail.events import (
     EVENT_DELIVERIES,
@@ -225,22 +223,6 @@ def test_a_scim_write_goes_on_while_a_prune_runs(
 
 
 # -- the command line -------------------------------------------------------------------
-
-
-@pytest.fixture
-def org_name(engine: Engine, org_id: int) -> str:
-    with make_session_factory(engine)() as session:
-        organization = session.get(Organization, org_id)
-        assert organization is not None
-        return organization.name
-
-
-@pytest.fixture
-def hub_scim(runner: CliRunner, cli_database_url: str) -> Callable[..., Result]:
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--database-url", cli_database_url])
-
-    return run
 
 
 def _show(hub_scim: Callable[..., Result], org_name: str) -> dict[str, object]:

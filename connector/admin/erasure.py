@@ -318,7 +318,16 @@ def _former_user_id(session: Session, org_id: int, user_ref: str) -> str:
         .where(AUDIT_LOG.c.org_id == org_id, AUDIT_LOG.c.target == f"user:{user_ref}")
         .limit(1)
     ) or session.scalar(
-        select(EVENTS.c.id).where(EVENTS.c.org_id == org_id, EVENTS.c.subject == user_ref).limit(1)
+        # An event's subject is a user id, or a product (product.*) or the
+        # organization ("org:<id>") for events about no user.
+        select(EVENTS.c.id)
+        .where(
+            EVENTS.c.org_id == org_id,
+            EVENTS.c.subject == user_ref,
+            ~EVENTS.c.type.startswith("product."),
+            ~EVENTS.c.subject.startswith("org:"),
+        )
+        .limit(1)
     )
     if about is not None:
         return user_ref

@@ -16,18 +16,14 @@ from connector.admin.auditing import audit_action
 from connector.db.base import utcnow
 from connector.errors import InvalidInput
 from connector.trail.retention import (
-    AUDIT,
-    EVENTS_KIND,
+    COLUMNS,
     KINDS,
-    REQUEST_LOG,
     OrgRetention,
     RetentionPeriods,
     RetentionSetting,
     check_days,
     org_retention,
 )
-
-_COLUMNS = {AUDIT: "audit_days", EVENTS_KIND: "event_days", REQUEST_LOG: "request_log_days"}
 
 
 def set_retention(
@@ -61,12 +57,12 @@ def set_retention(
         row = RetentionSetting(org_id=org_id, updated_by=actor)
         session.add(row)
     for kind, value in days.items():
-        setattr(row, _COLUMNS[kind], value)
+        setattr(row, COLUMNS[kind], value)
     for kind in reset:
-        setattr(row, _COLUMNS[kind], None)
+        setattr(row, COLUMNS[kind], None)
     row.updated_at, row.updated_by = utcnow(), actor
     session.flush()
-    if all(getattr(row, column) is None for column in _COLUMNS.values()):
+    if all(getattr(row, column) is None for column in COLUMNS.values()):
         session.delete(row)
         session.flush()
     after = org_retention(session, org_id, defaults)

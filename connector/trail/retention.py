@@ -62,6 +62,8 @@ AUDIT = "audit"
 EVENTS_KIND = "events"
 REQUEST_LOG = "request_log"
 KINDS = (AUDIT, EVENTS_KIND, REQUEST_LOG)
+# The column of ``retention_settings`` (and field of RetentionPeriods) of each kind.
+COLUMNS = {AUDIT: "audit_days", EVENTS_KIND: "event_days", REQUEST_LOG: "request_log_days"}
 
 DEFAULT_AUDIT_DAYS = 400
 DEFAULT_EVENT_DAYS = 30
@@ -105,18 +107,11 @@ class RetentionPeriods:
     request_log_days: int = DEFAULT_REQUEST_LOG_DAYS
 
     def days(self, kind: str) -> int:
-        return {
-            AUDIT: self.audit_days,
-            EVENTS_KIND: self.event_days,
-            REQUEST_LOG: self.request_log_days,
-        }[kind]
+        days: int = getattr(self, COLUMNS[kind])
+        return days
 
     def to_json(self) -> dict[str, int]:
-        return {
-            "audit_days": self.audit_days,
-            "event_days": self.event_days,
-            "request_log_days": self.request_log_days,
-        }
+        return {column: getattr(self, column) for column in COLUMNS.values()}
 
 
 @dataclass(frozen=True)
@@ -141,22 +136,15 @@ def check_days(kind: str, days: int) -> None:
 def _resolved(row: Any, defaults: RetentionPeriods) -> OrgRetention:
     if row is None:
         return OrgRetention(defaults, frozenset())
-    own = {
-        kind
-        for kind, value in (
-            (AUDIT, row.audit_days),
-            (EVENTS_KIND, row.event_days),
-            (REQUEST_LOG, row.request_log_days),
-        )
-        if value is not None
-    }
+    own = frozenset(kind for kind, column in COLUMNS.items() if row._mapping[column] is not None)
     return OrgRetention(
         RetentionPeriods(
-            audit_days=row.audit_days or defaults.audit_days,
-            event_days=row.event_days or defaults.event_days,
-            request_log_days=row.request_log_days or defaults.request_log_days,
+            **{
+                column: row._mapping[column] or getattr(defaults, column)
+                for column in COLUMNS.values()
+            }
         ),
-        frozenset(own),
+        own,
     )
 
 
