@@ -323,3 +323,9 @@ def test_a_decimal_that_is_not_a_finite_number_is_refused_not_stored_as_null(
     )
     assert patched.status_code == 400, patched.get_data(as_text=True)
     assert scim.get(f"/Users/{ada}").get_json()[CUSTOM]["hourlyRate"] == 92.5
+
+
+def test_an_extension_urn_too_long_to_keep_is_refused_saying_why(hub: Hub) -> None:
+    urn = "urn:ietf:params:scim:schemas:extension:" + "A" * 300 + ":2.0:User"
+    with pytest.raises(InvalidInput, match="over 300 characters"):
+        declare(hub, dict(CUSTOM_SCHEMA, id=urn))
