@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 from scim2_models import (
     ComplexAttribute,
     Extension,
@@ -146,7 +146,7 @@ def served_schemas(documents: Iterable[Mapping[str, Any]]) -> ServedSchemas:
 @functools.lru_cache(maxsize=512)
 def _served(key: tuple[str, ...]) -> ServedSchemas:
     schemas = tuple(parse_extension_schema(json.loads(text)) for text in key)
-    extensions = tuple(Extension.from_schema(schema) for schema in schemas)
+    extensions = tuple(_extension_model(schema) for schema in schemas)
     names = [extension.__name__ for extension in extensions]
     if len(set(names)) != len(names) or EnterpriseUser.__name__ in names:
         raise InvalidValueException(detail=f"two extensions share a name among {names}")
@@ -154,6 +154,21 @@ def _served(key: tuple[str, ...]) -> ServedSchemas:
         {ResourceKind.USER: _user_model(extensions), ResourceKind.GROUP: Group},
         schemas,
     )
+
+
+def _extension_model(schema: Schema) -> type[Extension]:
+    """The model of a declared extension; a ``decimal`` must be a finite number.
+
+    Pydantic reads ``"NaN"`` and ``"1e400"`` as floats that JSON cannot carry:
+    they would be stored and answered as ``null``, so they are refused instead.
+    """
+    model = Extension.from_schema(schema)
+    attributes = {
+        "model_config": ConfigDict(allow_inf_nan=False),
+        "__module__": model.__module__,
+        "__doc__": model.__doc__,
+    }
+    return type(model.__name__, (model,), attributes)
 
 
 def _user_model(extensions: tuple[type[Extension], ...]) -> type[Resource[Any]]:

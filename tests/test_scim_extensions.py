@@ -306,3 +306,26 @@ def test_hub_scim_extension_add_and_list(
 
 def test_discovery_without_declarations_is_unchanged(scim: ScimClient) -> None:
     assert user_extensions(scim) == ["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]
+
+
+@pytest.mark.parametrize("rate", ["NaN", "Infinity", "1e400"])
+def test_a_decimal_that_is_not_a_finite_number_is_refused_not_stored_as_null(
+    scim: ScimClient, hub: Hub, rate: str
+) -> None:
+    declare(hub)
+    refused = scim.post("/Users", json=entra_user("ada@contoso.example", hourlyRate=rate))
+    assert refused.status_code == 400, refused.get_data(as_text=True)
+    assert refused.get_json()["scimType"] == "invalidValue"
+
+    ada = post(scim, entra_user("ada@contoso.example", hourlyRate=92.5))["id"]
+    patched = entra_patch(
+        scim, ada, {"op": "Replace", "path": f"{CUSTOM}:hourlyRate", "value": rate}
+    )
+    assert patched.status_code == 400, patched.get_data(as_text=True)
+    assert scim.get(f"/Users/{ada}").get_json()[CUSTOM]["hourlyRate"] == 92.5
+
+
+def test_an_extension_urn_too_long_to_keep_is_refused_saying_why(hub: Hub) -> None:
+    urn = "urn:ietf:params:scim:schemas:extension:" + "A" * 300 + ":2.0:User"
+    with pytest.raises(InvalidInput, match="over 300 characters"):
+        declare(hub, dict(CUSTOM_SCHEMA, id=urn))

@@ -37,6 +37,9 @@ from scim.extensions import parse_extension_schema, served_schemas
 
 EXTENSION_DECLARED = "extension.declared"
 
+MAX_URN_LENGTH: int = ScimExtension.__table__.c.urn_key.type.length  # type: ignore[attr-defined]
+"""The longest extension URN the table keeps."""
+
 
 @dataclass(frozen=True)
 class DeclaredExtension:
@@ -80,6 +83,8 @@ def declare_extension(
     """
     schema = _parse(document)
     urn = str(schema.id)
+    if len(urn) > MAX_URN_LENGTH:
+        raise InvalidInput(f"refused extension schema: its id is over {MAX_URN_LENGTH} characters")
     lock_rules_exclusive(session, org_id)
     row = session.get(ScimExtension, (org_id, urn.lower()))
     before = None
