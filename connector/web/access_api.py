@@ -98,9 +98,9 @@ def create_access_blueprint(
         read_consistently(db)
         page = access_page(db, org_id, after=after, limit=limit)
         next_cursor = (
-            encode_cursor(AccessCursor(org_id, page.last_id))
-            if page.more and page.last_id is not None
-            else None
+            None
+            if page.next_after is None
+            else encode_cursor(AccessCursor(org_id, page.next_after))
         )
         return jsonify(position=page.position, users=list(page.users), next_cursor=next_cursor)
 
