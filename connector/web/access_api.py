@@ -272,8 +272,8 @@ def _cursor_arg(org_id: int) -> str:
 
 
 MAX_SQL_INTEGER = 2**63 - 1
-MAX_SEQUENCE = 2**31 - 1  # events.sequence is an Integer column
 """The largest integer a query parameter compared in SQL may hold (64-bit on every database)."""
+MAX_SEQUENCE = 2**31 - 1  # events.sequence is an Integer column
 
 
 def _int_arg(name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
