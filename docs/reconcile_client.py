@@ -31,6 +31,10 @@ REPLICA_EVENTS = ("access.changed", "user.deleted")
 """The events that change the replica: the user's full access after a change, a deletion."""
 
 
+EVENT_PAGE = 1000
+"""Events asked for per ``GET /api/v1/events`` (the most it serves)."""
+
+
 class EventsPruned(Exception):
     """The events right after the replica's position are gone: the replica is older than the
     organization's event retention. Load a new snapshot."""
@@ -131,7 +135,7 @@ def catch_up(
     """
     applied = 0
     while True:
-        page = get("/events", {"after": replica.position, "limit": 1000})
+        page = get("/events", {"after": replica.position, "limit": EVENT_PAGE})
         for event in page["events"]:
             if int(event["sequence"]) > replica.position + 1:
                 raise EventsPruned(
@@ -141,7 +145,7 @@ def catch_up(
                 applied += 1
                 if on_event is not None:
                     on_event(event)
-        if not page["events"]:
+        if len(page["events"]) < EVENT_PAGE:  # the last page: no need to ask for an empty one
             return applied
 
 

@@ -353,9 +353,6 @@ def interleaved(product: AccessApi, writer: IdpWriter, pages: list[dict[str, Any
     return get
 
 
-REPLICA_EVENTS = ("access.changed", "user.deleted")
-
-
 def assert_each_page_is_the_state_at_its_position(
     pages: list[dict[str, Any]], events: list[Any]
 ) -> None:
@@ -368,7 +365,7 @@ def assert_each_page_is_the_state_at_its_position(
         ceiling = page["users"][-1]["id"] if page["next_cursor"] else None
         last: dict[str, Any] = {}
         for event in events:
-            if event.sequence <= position and event.type in REPLICA_EVENTS:
+            if event.sequence <= position and event.type in reconcile.REPLICA_EVENTS:
                 last[event.payload["user_id"]] = event
         for user, event in last.items():
             if floor < user and (ceiling is None or user <= ceiling):

@@ -45,7 +45,6 @@ from connector.derived.tables import (
     OWNER_HOLDS,
     OWNER_SEATS,
     PRODUCT_STATES,
-    OnboardingDone,
 )
 from connector.directory.tables import EXTENSIONS, GROUP_MEMBERS, RESOURCES, ScimResource
 from connector.errors import NotFound
@@ -454,16 +453,11 @@ def load_user_names(session: Session, org_id: int, user_ids: Iterable[str]) -> d
     return {user_id: name for user_id, name in session.execute(queries.user_names, params)}
 
 
-def load_onboarded(session: Session, user_id: str) -> frozenset[str]:
-    return frozenset(
-        session.scalars(select(OnboardingDone.product).where(OnboardingDone.user_id == user_id))
-    )
-
-
 def load_onboarded_of(
     session: Session, org_id: int, user_ids: Collection[str]
 ) -> dict[str, frozenset[str]]:
-    """:func:`load_onboarded` of a batch of users, in one query; a user with none is absent."""
+    """The products whose onboarding each of ``user_ids`` finished, in one query; a user with
+    none is absent."""
     if not user_ids:
         return {}
     dialect = session.get_bind().dialect.name

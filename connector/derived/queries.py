@@ -20,7 +20,7 @@ from connector.access.onboarding import onboarding_status
 from connector.access.owners import OwnerSeats
 from connector.derived.facts import (
     find_user,
-    load_onboarded,
+    load_onboarded_of,
     load_rules,
     load_seats,
     load_snapshots,
@@ -68,7 +68,8 @@ def user_access(session: Session, org_id: int, user_ref: str) -> dict[str, Any]:
     """
     user_id, user_name = find_user(session, org_id, user_ref)
     access = current_access(session, org_id, user_id)
-    return access_json(user_name, access, load_onboarded(session, user_id))
+    onboarded = load_onboarded_of(session, org_id, [user_id]).get(user_id, frozenset())
+    return access_json(user_name, access, onboarded)
 
 
 def access_json(user_name: str, access: DerivedAccess, onboarded: frozenset[str]) -> dict[str, Any]:

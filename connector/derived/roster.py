@@ -43,14 +43,14 @@ MAX_PAGE_SIZE = 1000
 class AccessPage:
     """One page of the organization's users, as of event ``position``.
 
-    ``last_id`` is the last user id of the page (``None`` when it is empty);
-    ``more`` says whether users with greater ids exist in this snapshot.
+    ``next_after`` is the last user id of the page when users with greater
+    ids exist in this snapshot, where the next page starts; ``None`` on the
+    last page.
     """
 
     position: int
     users: tuple[dict[str, Any], ...]
-    last_id: str | None
-    more: bool
+    next_after: str | None
 
 
 @functools.cache
@@ -101,7 +101,7 @@ def access_page(session: Session, org_id: int, *, after: str, limit: int) -> Acc
     users = tuple(
         _user_row(row.name, accesses[row.id], onboarded.get(row.id, frozenset())) for row in rows
     )
-    return AccessPage(position, users, ids[-1] if ids else None, more)
+    return AccessPage(position, users, ids[-1] if more else None)
 
 
 def _user_row(user_name: str, access: DerivedAccess, onboarded: frozenset[str]) -> dict[str, Any]:

@@ -98,9 +98,9 @@ def create_access_blueprint(
         read_consistently(db)
         page = access_page(db, org_id, after=after, limit=limit)
         next_cursor = (
-            encode_cursor(AccessCursor(org_id, page.last_id))
-            if page.more and page.last_id is not None
-            else None
+            None
+            if page.next_after is None
+            else encode_cursor(AccessCursor(org_id, page.next_after))
         )
         return jsonify(position=page.position, users=list(page.users), next_cursor=next_cursor)
 
@@ -272,8 +272,8 @@ def _cursor_arg(org_id: int) -> str:
 
 
 MAX_SQL_INTEGER = 2**63 - 1
-MAX_SEQUENCE = 2**31 - 1  # events.sequence is an Integer column
 """The largest integer a query parameter compared in SQL may hold (64-bit on every database)."""
+MAX_SEQUENCE = 2**31 - 1  # events.sequence is an Integer column
 
 
 def _int_arg(name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
