@@ -271,4 +271,5 @@ def test_a_bulk_past_its_deadline_answers_503_and_keeps_nothing(
     )
 
     assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
     assert "title" not in scim.get(f"/Users/{grace}").json
