@@ -14,6 +14,7 @@ UTF-8 and JSON cut short.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -349,6 +350,17 @@ def encode_body(value: Any, mode: int) -> bytes:
 body_mode = st.integers(0, 19).map(lambda roll: 1 if roll == 0 else 2 if roll == 1 else 0)
 
 
+_DOCUMENT_WRITES: dict[str, tuple[str, str, Callable[[], st.SearchStrategy[Any]]]] = {
+    "create user": ("POST", "Users", user_document),
+    "replace user": ("PUT", "Users/{user}", user_document),
+    "patch user": ("PATCH", "Users/{user}", patch_body),
+    "patch group": ("PATCH", "Groups/{group}", patch_body),
+    "create group": ("POST", "Groups", group_document),
+    "replace group": ("PUT", "Groups/{group}", group_document),
+}
+"""Requests whose body is one drawn document: method, path under /scim/v2, the document."""
+
+
 @st.composite
 def scim_request(draw: st.DrawFn) -> FuzzRequest:
     """One request to the SCIM API or the access API."""
@@ -361,25 +373,10 @@ def scim_request(draw: st.DrawFn) -> FuzzRequest:
     )  # fmt: skip
     mode = draw(body_mode)
     scim = "/scim/v2"
-    if kind == "create user":
-        return FuzzRequest(
-            kind, "POST", f"{scim}/Users", body=encode_body(draw(user_document()), mode)
-        )
-    if kind == "replace user":
-        body = encode_body(draw(user_document()), mode)
-        return FuzzRequest(kind, "PUT", f"{scim}/Users/{{user}}", body=body)
-    if kind == "patch user":
-        body = encode_body(draw(patch_body()), mode)
-        return FuzzRequest(kind, "PATCH", f"{scim}/Users/{{user}}", body=body)
-    if kind == "patch group":
-        body = encode_body(draw(patch_body()), mode)
-        return FuzzRequest(kind, "PATCH", f"{scim}/Groups/{{group}}", body=body)
-    if kind == "create group":
-        body = encode_body(draw(group_document()), mode)
-        return FuzzRequest(kind, "POST", f"{scim}/Groups", body=body)
-    if kind == "replace group":
-        body = encode_body(draw(group_document()), mode)
-        return FuzzRequest(kind, "PUT", f"{scim}/Groups/{{group}}", body=body)
+    if kind in _DOCUMENT_WRITES:
+        method, target, document = _DOCUMENT_WRITES[kind]
+        body = encode_body(draw(document()), mode)
+        return FuzzRequest(kind, method, f"{scim}/{target}", body=body)
     if kind == "list":
         resource = draw(st.sampled_from(["Users", "Groups", "Users", ""]))
         path = f"{scim}/{resource}" if resource else scim + "/"

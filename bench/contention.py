@@ -436,5 +436,7 @@ def print_contention_table(database: str, ours: RunResult, theirs: RunResult | N
         line += f" {mine.cpu_server_ms:>16.2f} {mine.cpu_database_ms:>5.2f}"
         if other is not None:
             ours_cpu = mine.cpu_server_ms + mine.cpu_database_ms
-            line += f" {other.cpu_server_ms:>7.2f} {other.cpu_server_ms / ours_cpu:>8.2f}x"
+            # A short phase can measure no clock tick at all: no ratio, not a crash.
+            cpu_ratio = other.cpu_server_ms / ours_cpu if ours_cpu else math.nan
+            line += f" {other.cpu_server_ms:>7.2f} {cpu_ratio:>8.2f}x"
         print(line, flush=True)

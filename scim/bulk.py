@@ -32,6 +32,7 @@ from scim.backend import Backend, ResourceKind, Stored
 from scim.errors import exception_from_validation_error
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
 from scim.http import weak_etag
+from scim.limits import DeadlineExceededException
 from scim.operations import create_resource, delete_resource, patch_resource, replace_resource
 from scim.representation import resource_location
 from scim.resources import ENDPOINTS
@@ -189,6 +190,10 @@ def _run(
             kind, resource_id, stored = _execute(backend, operation, created, settings, served)
     except ValidationError as exc:
         return _failure(result, exception_from_validation_error(exc))
+    except DeadlineExceededException:
+        # The whole request is past its time: it answers 503 and keeps nothing
+        # (SQLite, interrupting a write, has already rolled all of it back).
+        raise
     except SCIMException as exc:
         return _failure(result, exc)
     except Exception:

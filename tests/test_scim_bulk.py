@@ -5,6 +5,7 @@ from sqlalchemy.exc import OperationalError
 
 from connector.directory.store import DirectoryStore
 from scim.backend import ResourceKind
+from scim.limits import Deadline
 from scim.settings import ScimSettings
 from tests.fake_backend import patch_op, user
 from tests.scenarios import Idp
@@ -243,3 +244,32 @@ def test_an_operation_the_database_fails_answers_503_and_the_others_carry_on(
     assert done["status"] == "200"
     assert scim.get(f"/Users/{grace}").json["title"] == "Engineer"
     assert "title" not in scim.get(f"/Users/{ada}").json
+
+
+def test_a_bulk_past_its_deadline_answers_503_and_keeps_nothing(
+    scim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database stop at the deadline ends the whole Bulk: on SQLite it rolled back all of it."""
+    idp = Idp(scim)
+    ada, grace = idp.user("ada@msp.example"), idp.user("grace@msp.example")
+    replace = DirectoryStore.replace
+
+    def past_the_deadline_for_ada(self, kind, resource_id, *args, **kwargs):
+        if resource_id == ada:
+            Deadline.start(0)  # the request's deadline has passed; its teardown ends it
+            raise OperationalError("UPDATE", {}, Exception("interrupted"))
+        return replace(self, kind, resource_id, *args, **kwargs)
+
+    monkeypatch.setattr(DirectoryStore, "replace", past_the_deadline_for_ada)
+    title = {"op": "replace", "path": "title", "value": "Engineer"}
+    response = scim.post(
+        "/Bulk",
+        json=bulk(
+            {"method": "PATCH", "path": f"/Users/{grace}", "data": patch_op(title)},
+            {"method": "PATCH", "path": f"/Users/{ada}", "data": patch_op(title)},
+        ),
+    )
+
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert "title" not in scim.get(f"/Users/{grace}").json

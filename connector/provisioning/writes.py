@@ -334,8 +334,9 @@ class ScimWrites:
 
         The operation's events are held until :meth:`commit`, and forgotten
         with the operation if it fails. A database that failed the operation
-        (a deadlock broken, a lock or statement past the deadline) answers it
-        503, which the IdP retries, not 500; the others carry on.
+        (a deadlock broken) answers it 503, which the IdP retries, not 500;
+        the others carry on. Past the request's deadline the whole Bulk answers
+        503 and keeps nothing (SQLite, interrupting a write, rolls back all of it).
         """
         begin_writing(self.session)
         if self._held_events is None:

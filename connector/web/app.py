@@ -237,6 +237,9 @@ def _mount_scim(app: Flask, settings: Settings) -> None:
     blueprint.after_request(_count_committed_write)
     # On the blueprint, so that it wins over the SCIM layer's catch-all 500.
     blueprint.register_error_handler(OperationalError, _database_busy)
+    # And over its SCIMException handler: a deadline the SCIM layer finds
+    # passed (between PATCH steps, in a Bulk) is asked to retry, as any other.
+    blueprint.register_error_handler(DeadlineExceededException, past_deadline_response)
     # Authentication runs before anything else of the SCIM layer, so that
     # nothing is parsed for a caller without a credential.
     blueprint.before_request_funcs.setdefault(None, []).insert(0, _authenticate_scim_request)
