@@ -702,7 +702,6 @@ def run_cli(command: list[str], env: dict[str, str]) -> str:
 def bench_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["HUB_SCIM_RATE_LIMIT_PER_MINUTE"] = "0"  # the benchmark is the abuse a limit stops
-    env["HUB_SCIM_LOG_LEVEL"] = "WARNING"
     return env
 
 

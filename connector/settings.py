@@ -110,6 +110,11 @@ class Settings:
     request_timeout_seconds: int = 60
 
     log_level: str = "INFO"
+    # gunicorn's access log, beside the JSON line every request already gets
+    # (connector.web.observability): off by default, since it repeats that
+    # line, writes the query string (a filter names a userName) and costs
+    # each request a second formatted log record.
+    access_log: bool = False
 
     # Webhooks (docs/webhooks.md). Networks (CIDR, comma-separated) a webhook
     # may resolve to although they are loopback, private, link-local or

@@ -216,6 +216,16 @@ def test_serve_and_deploy_gunicorn_conf_run_the_same_server_settings(
         hub_scim(served).close()
 
 
+def test_gunicorn_writes_no_access_log_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUB_SCIM_ACCESS_LOG", raising=False)
+    assert gunicorn_options(load_settings())["accesslog"] is None
+    assert HubScimServer(load_settings()).cfg.accesslog is None
+
+    monkeypatch.setenv("HUB_SCIM_ACCESS_LOG", "on")
+    assert gunicorn_options(load_settings())["accesslog"] == "-"
+    assert HubScimServer(load_settings()).cfg.accesslog == "-"
+
+
 def test_a_public_base_url_with_a_path_is_the_prefix_a_proxy_strips(
     app_factory: Callable[..., Flask], scim_token: str
 ) -> None:

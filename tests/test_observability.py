@@ -58,6 +58,7 @@ def test_every_answer_carries_a_request_id_and_an_okta_push_is_logged_as_one_jso
     assert line["credential_id"]
     assert line["idp_request_id"] == "okta-req-42"
     assert line["duration_ms"] >= 0
+    assert line["client"] == "127.0.0.1"
 
 
 def test_a_proxys_request_id_is_kept_and_a_hostile_one_replaced(scim: ScimClient) -> None:

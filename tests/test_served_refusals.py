@@ -70,6 +70,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env["PYTHONUNBUFFERED"] = "1"
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
     env["HUB_SCIM_DATABASE_URL"] = database_url
+    # Off by default; on here, to check what it writes.
+    env["HUB_SCIM_ACCESS_LOG"] = "on"
     with log.open("w") as output:
         process = subprocess.Popen(
             [

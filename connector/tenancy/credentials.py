@@ -23,7 +23,9 @@ from enum import StrEnum
 from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2.rfc6749 import JsonRequest
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from flask import Request
 from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -249,3 +251,22 @@ def make_resource_protector(session: Callable[[], Session], realm: str) -> Resou
     protector = ResourceProtector()
     protector.register_token_validator(CredentialValidator(session, realm))
     return protector
+
+
+def acquire_credential(
+    protector: ResourceProtector, scope: Scope, request: Request
+) -> AuthenticatedCredential:
+    """The usable credential of ``scope`` that ``request`` bears (RFC 6750 sections 2.1 and 3.1).
+
+    Authlib's check, given only what a bearer check reads: the method and the
+    headers. Authlib's Flask wrapper (``acquire_token``) would first build the
+    request's full URL (from ``Host``, IRI-decoded) and its form payload,
+    neither of which the check reads: a tenth of a light request's CPU.
+
+    Raises Authlib's :class:`~authlib.oauth2.OAuth2Error` subclasses:
+    ``MissingAuthorizationError``, ``UnsupportedTokenTypeError``,
+    ``InvalidTokenError`` (unknown, revoked, expired), ``InsufficientScopeError``.
+    """
+    bearer = JsonRequest(request.method, request.path, request.headers)
+    credential: AuthenticatedCredential = protector.validate_request([scope.value], bearer)
+    return credential

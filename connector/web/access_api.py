@@ -41,7 +41,7 @@ from connector.db.engine import read_consistently
 from connector.derived.queries import authorize_user, user_access
 from connector.derived.roster import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, access_page
 from connector.errors import HubError, InvalidInput, NotFound, answer_for
-from connector.tenancy.credentials import AuthenticatedCredential, Scope
+from connector.tenancy.credentials import AuthenticatedCredential, Scope, acquire_credential
 from connector.tenancy.ratelimit import RateLimiter
 from connector.trail.events import event_body, events_after
 from connector.web.access_cursor import AccessCursor, CursorError, decode_cursor, encode_cursor
@@ -157,7 +157,7 @@ def _authenticate(
 ) -> Response | None:
     """Require a usable ``access`` credential (RFC 6750 section 3); rate-limit it."""
     try:
-        credential: AuthenticatedCredential = protector.acquire_token([Scope.ACCESS.value])
+        credential = acquire_credential(protector, Scope.ACCESS, request)
     except OAuth2Error as error:
         return _authentication_error(error, realm)
     retry_after = rate_limiter.acquire(credential.credential_id)

@@ -38,7 +38,12 @@ from connector.db.statistics import StatisticsKeeper
 from connector.directory.extensions import org_schemas
 from connector.provisioning.writes import ScimWrites
 from connector.settings import REALM, Settings, load_settings, replace_settings
-from connector.tenancy.credentials import AuthenticatedCredential, Scope, make_resource_protector
+from connector.tenancy.credentials import (
+    AuthenticatedCredential,
+    Scope,
+    acquire_credential,
+    make_resource_protector,
+)
 from connector.tenancy.oauth import create_token_blueprint
 from connector.tenancy.ratelimit import RateLimiter
 from connector.trail.cause import Cause
@@ -290,7 +295,7 @@ def _authenticate_scim_request() -> Response | None:
     """Require a usable ``scim`` credential (RFC 6750 section 3); rate-limit it."""
     state = hub_scim()
     try:
-        credential: AuthenticatedCredential = state.protector.acquire_token([Scope.SCIM.value])
+        credential = acquire_credential(state.protector, Scope.SCIM, request)
     except OAuth2Error as error:
         return _authentication_error(error)
     retry_after = state.rate_limiter.acquire(credential.credential_id)

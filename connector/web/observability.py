@@ -6,8 +6,10 @@
   Error so that a support ticket quoting the answer finds the log line.
 - One log line per request on the ``connector.request`` logger, its fields
   in ``record.request`` (:class:`JsonFormatter` writes them as JSON): id,
-  method, route, path, status, duration, organization, credential, and the
-  IdP's own request id when it sends one (Entra: ``client-request-id``).
+  method, route, path, status, duration, organization, credential, the
+  client's address, and the IdP's own request id when it sends one (Entra:
+  ``client-request-id``). It is the service's access log: gunicorn's own is
+  off unless ``HUB_SCIM_ACCESS_LOG`` turns it on.
 - Metrics: requests by route template, method and status; latency; SCIM
   operations by organization and outcome; rate-limit refusals; database pool
   use. The scrape endpoint (:func:`metrics_wsgi_app`) is served on its own
@@ -123,6 +125,8 @@ def _finish(response: Response, *, label_organizations: bool) -> Response:
         "duration_ms": round(duration * 1000, 2),
         "org_id": getattr(credential, "org_id", None),
         "credential_id": getattr(credential, "credential_id", None),
+        # The peer, or the client a trusted proxy names (connector.web.proxies).
+        "client": request.remote_addr,
     }
     for header in IDP_REQUEST_ID_HEADERS:
         idp_id = _sane(request.headers.get(header))

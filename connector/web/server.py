@@ -50,8 +50,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "max_requests_jitter": 1_000,
         # X-Forwarded-Proto is believed from the trusted proxies only.
         "forwarded_allow_ips": settings.trusted_proxies,
-        "accesslog": "-",
-        # Secrets in query strings never reach the access log.
+        # None: no access log; every request has its JSON line anyway.
+        "accesslog": "-" if settings.access_log else None,
+        # Secrets in query strings never reach the access log, when it is on.
         "logger_class": "connector.web.gunicorn_parts.RedactingLogger",
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
