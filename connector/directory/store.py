@@ -76,6 +76,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    exists,
     func,
     literal_column,
     select,
@@ -141,15 +142,6 @@ _VALUE_ARRAY_TYPES: dict[str, ARRAY[Any]] = {
     "value_bool": ARRAY(Boolean()),
     "value_time": ARRAY(DateTime(timezone=True)),
 }
-_INSERT_VALUES_UNNEST = _VALUES.insert().from_select(
-    list(_VALUE_COLUMNS),
-    select(literal_column("*")).select_from(
-        func.unnest(
-            *(bindparam(name, type_=_VALUE_ARRAY_TYPES[name]) for name in _VALUE_COLUMNS)
-        ).alias("new_values")
-    ),
-)
-
 _RESOURCE_COLUMNS = (
     _RESOURCES.c.id,
     _RESOURCES.c.name_key,
@@ -248,6 +240,83 @@ _REPLACE = (
 )
 _DELETE_VALUES = delete(_VALUES).where(_VALUES.c.resource_id == bindparam("values_resource_id"))
 
+_NEW_ROW_COLUMNS = (
+    "id",
+    "org_id",
+    "kind",
+    "name",
+    "name_key",
+    "external_id",
+    "active",
+    "document",
+    "version",
+    "created_at",
+    "modified_at",
+)
+
+
+def _values_of(written: Any) -> Any:
+    """PostgreSQL: a document's attribute-value rows, inserted if ``written`` (a CTE) has a row.
+
+    The rows travel as one array per column, read back by ``unnest``: an
+    executemany costs the driver a message per row, which made it the
+    dearest step of a create.
+    """
+    return _VALUES.insert().from_select(
+        list(_VALUE_COLUMNS),
+        select(literal_column("new_values.*"))
+        .select_from(
+            func.unnest(
+                *(
+                    bindparam(f"indexed_{name}", type_=_VALUE_ARRAY_TYPES[name])
+                    for name in _VALUE_COLUMNS
+                )
+            ).alias("new_values")
+        )
+        .where(exists(select(written.c.id))),
+    )
+
+
+def _create_indexed() -> Any:
+    """PostgreSQL: a create's row and its attribute-value rows, in one statement.
+
+    The row is ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` as
+    :func:`_insert_unique`; the value rows are inserted only when it inserted
+    one, so a name already taken (no row back: 409) writes nothing at all.
+    """
+    created = (
+        postgresql_insert(_RESOURCES)
+        .values(
+            {
+                column: bindparam(f"new_{column}", type_=_RESOURCES.c[column].type)
+                for column in _NEW_ROW_COLUMNS
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+        .returning(_RESOURCES.c.id)
+        .cte("created")
+    )
+    return select(created.c.id).add_cte(_values_of(created).cte("indexed"))
+
+
+def _replace_reindexed() -> Any:
+    """PostgreSQL: :data:`_REPLACE` with its attribute-value rows rewritten, in one statement.
+
+    The old rows are deleted and the new ones inserted only when the UPDATE
+    matched the row at the version read, so a stale write changes nothing.
+    """
+    updated = _REPLACE.returning(_RESOURCES.c.id).cte("updated")
+    cleared = delete(_VALUES).where(_VALUES.c.resource_id.in_(select(updated.c.id)))
+    return (
+        select(updated.c.id)
+        .add_cte(cleared.cte("cleared"))
+        .add_cte(_values_of(updated).cte("indexed"))
+    )
+
+
+_CREATE_INDEXED = _create_indexed()
+_REPLACE_REINDEXED = _replace_reindexed()
+
 
 @functools.cache
 def _insert_unique(dialect: str) -> Any:
@@ -280,6 +349,22 @@ def _delete_at_once(kind: ResourceKind) -> Any:
     )
     related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
     return select(gone.c.id, related_ids.label("related"))
+
+
+def _value_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Attribute-value rows as :func:`_values_of` binds them: one array per column.
+
+    Named apart from every ``scim_resources`` column: a parameter named after
+    a column of an UPDATE's or INSERT's table would join its SET or VALUES.
+    """
+    return {f"indexed_{name}": [row[name] for row in rows] for name in _VALUE_COLUMNS}
+
+
+def _matched(result: Any) -> int:
+    """The rows an UPDATE matched: its rowcount, or the ids returned by a ``WITH`` form."""
+    if result.returns_rows:
+        return len(result.all())
+    return int(getattr(result, "rowcount", 1))
 
 
 def _version(expected: str | None) -> int | None:
@@ -382,24 +467,27 @@ class DirectoryStore:
         if adds_members and members is not None and not members_checked:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
-        self._insert_unique(
-            kind,
-            columns,
-            {
-                "id": resource_id,
-                "org_id": self.org_id,
-                "kind": kind.value,
-                "name": columns.name,
-                "name_key": columns.name_key,
-                "external_id": columns.external_id,
-                "active": columns.active,
-                "document": kept,
-                "version": 1,
-                "created_at": now,
-                "modified_at": now,
-            },
-        )
-        self._insert_values(rows)
+        new_row = {
+            "id": resource_id,
+            "org_id": self.org_id,
+            "kind": kind.value,
+            "name": columns.name,
+            "name_key": columns.name_key,
+            "external_id": columns.external_id,
+            "active": columns.active,
+            "document": kept,
+            "version": 1,
+            "created_at": now,
+            "modified_at": now,
+        }
+        if self.dialect == "postgresql":
+            parameters = {f"new_{column}": value for column, value in new_row.items()}
+            parameters.update(_value_arrays(rows))
+            if self.session.execute(_CREATE_INDEXED, parameters).first() is None:
+                raise self._taken(kind, columns)
+        else:
+            self._insert_unique(kind, columns, new_row)
+            self._insert_values(rows)
         after = self._assemble(kind, resource_id, kept, 1, now, now)
         result = dict(after)
         added: frozenset[str] = frozenset()
@@ -461,13 +549,20 @@ class DirectoryStore:
             "replace_new_version": version,
             "replace_now": now,
         }
+        reindexed = rows != value_rows(model, kind, row.document, resource_id, self.org_id)
+        statement = _REPLACE
+        if reindexed and self.dialect == "postgresql":
+            # The UPDATE and the index rewrite travel as one statement.
+            statement = _REPLACE_REINDEXED
+            parameters.update(_value_arrays(rows))
+            reindexed = False
         if columns.name_key == row.name_key:
-            updated = self.session.execute(_REPLACE, parameters)
+            matched = _matched(self.session.execute(statement, parameters))
         else:
-            updated = self._renamed(kind, columns, parameters)
-        if getattr(updated, "rowcount", 1) != 1:
+            matched = self._renamed(kind, columns, statement, parameters)
+        if matched != 1:
             raise PreconditionFailedException(detail="the resource changed during this request")
-        if rows != value_rows(model, kind, row.document, resource_id, self.org_id):
+        if reindexed:
             self.session.execute(_DELETE_VALUES, {"values_resource_id": resource_id})
             self._insert_values(rows)
         before = self._document(kind, row)
@@ -643,8 +738,12 @@ class DirectoryStore:
             raise self._taken(kind, columns)
 
     def _renamed(
-        self, kind: ResourceKind, columns: ResourceColumns, parameters: dict[str, Any]
-    ) -> Any:
+        self,
+        kind: ResourceKind,
+        columns: ResourceColumns,
+        statement: Any,
+        parameters: dict[str, Any],
+    ) -> int:
         """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
 
         The SAVEPOINT keeps the transaction usable after the database refuses
@@ -653,7 +752,7 @@ class DirectoryStore:
         """
         try:
             with self.session.begin_nested():
-                return self.session.execute(_REPLACE, parameters)
+                return _matched(self.session.execute(statement, parameters))
         except IntegrityError as error:
             text = str(error.orig)
             if _UNIQUE_CONSTRAINT in text or "name_key" in text:
@@ -666,22 +765,14 @@ class DirectoryStore:
         )
 
     def _insert_values(self, rows: builtins.list[dict[str, Any]]) -> None:
-        """The attribute-index rows of one document, in one statement.
+        """SQLite: the attribute-index rows of one document, in one executemany.
 
-        On PostgreSQL the rows travel as one array per column and are inserted
-        by a single ``INSERT ... SELECT FROM unnest(...)``: an executemany
-        costs the driver a message per row, which made it the dearest step of
-        a create. SQLite runs in process: executemany costs nothing extra.
+        SQLite runs in process, so an executemany costs nothing extra; on
+        PostgreSQL the rows travel as one array per column inside the write's
+        own statement (:func:`_create_indexed`, :func:`_replace_reindexed`).
         """
-        if not rows:
-            return
-        if self.dialect != "postgresql":
+        if rows:
             self.session.execute(_VALUES.insert(), rows)
-            return
-        self.session.execute(
-            _INSERT_VALUES_UNNEST,
-            {name: [row[name] for row in rows] for name in _VALUE_COLUMNS},
-        )
 
     def _check_version(self, current: int, expected: str | None) -> None:
         """``If-Match`` (RFC 7644 section 3.14): a stale version writes nothing."""
