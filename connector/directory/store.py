@@ -299,23 +299,42 @@ def _create_indexed() -> Any:
     return select(created.c.id).add_cte(_values_of(created).cte("indexed"))
 
 
-def _replace_reindexed() -> Any:
-    """PostgreSQL: :data:`_REPLACE` with its attribute-value rows rewritten, in one statement.
+_MEMBER_OF = _RESOURCES.alias("member_of")
 
-    The old rows are deleted and the new ones inserted only when the UPDATE
-    matched the row at the version read, so a stale write changes nothing.
+
+@functools.cache
+def _replace_at_once(kind: ResourceKind, reindexed: bool) -> Any:
+    """PostgreSQL: :data:`_REPLACE` and what follows it, in one statement.
+
+    Answers the id when the UPDATE matched the row at the version read (no
+    row: a stale write, which changed nothing). ``reindexed``: the
+    attribute-value rows are rewritten with it. A user's row comes back once
+    per group it belongs to (once with NULLs when none), the groups as
+    :meth:`DirectoryStore._attach_memberships` orders them: users' ``groups``
+    are read-only (RFC 7643 section 4.1.2), so the answer needs them read.
     """
     updated = _REPLACE.returning(_RESOURCES.c.id).cte("updated")
-    cleared = delete(_VALUES).where(_VALUES.c.resource_id.in_(select(updated.c.id)))
-    return (
-        select(updated.c.id)
-        .add_cte(cleared.cte("cleared"))
-        .add_cte(_values_of(updated).cte("indexed"))
-    )
+    statement = select(updated.c.id)
+    if kind is ResourceKind.USER:
+        memberships = _MEMBERS.join(_MEMBER_OF, _MEMBER_OF.c.id == _MEMBERS.c.group_id)
+        statement = (
+            select(
+                updated.c.id,
+                _MEMBER_OF.c.id.label("group_id"),
+                _MEMBER_OF.c.name.label("group_name"),
+            )
+            .select_from(updated.outerjoin(memberships, _MEMBERS.c.user_id == updated.c.id))
+            .order_by(_MEMBER_OF.c.name_key, _MEMBER_OF.c.id)
+        )
+    if reindexed:
+        cleared = delete(_VALUES).where(_VALUES.c.resource_id.in_(select(updated.c.id)))
+        statement = statement.add_cte(cleared.cte("cleared")).add_cte(
+            _values_of(updated).cte("indexed")
+        )
+    return statement
 
 
 _CREATE_INDEXED = _create_indexed()
-_REPLACE_REINDEXED = _replace_reindexed()
 
 
 @functools.cache
@@ -360,11 +379,16 @@ def _value_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {f"indexed_{name}": [row[name] for row in rows] for name in _VALUE_COLUMNS}
 
 
-def _matched(result: Any) -> int:
-    """The rows an UPDATE matched: its rowcount, or the ids returned by a ``WITH`` form."""
+def _updated(result: Any) -> Sequence[Any] | None:
+    """What a replace's UPDATE answered, or None when it matched no row (a stale version).
+
+    The plain UPDATE answers no row: its rowcount tells; the ``WITH`` forms
+    of :func:`_replace_at_once` answer at least one row when they matched.
+    """
     if result.returns_rows:
-        return len(result.all())
-    return int(getattr(result, "rowcount", 1))
+        rows: Sequence[Any] = result.all()
+        return rows or None
+    return () if getattr(result, "rowcount", 1) == 1 else None
 
 
 def _version(expected: str | None) -> int | None:
@@ -550,19 +574,19 @@ class DirectoryStore:
             "replace_now": now,
         }
         reindexed = rows != value_rows(model, kind, row.document, resource_id, self.org_id)
+        at_once = self.dialect == "postgresql"
         statement = _REPLACE
-        if reindexed and self.dialect == "postgresql":
-            # The UPDATE and the index rewrite travel as one statement.
-            statement = _REPLACE_REINDEXED
-            parameters.update(_value_arrays(rows))
-            reindexed = False
+        if at_once:
+            statement = _replace_at_once(kind, reindexed)
+            if reindexed:
+                parameters.update(_value_arrays(rows))
         if columns.name_key == row.name_key:
-            matched = _matched(self.session.execute(statement, parameters))
+            updated = _updated(self.session.execute(statement, parameters))
         else:
-            matched = self._renamed(kind, columns, statement, parameters)
-        if matched != 1:
+            updated = self._renamed(kind, columns, statement, parameters)
+        if updated is None:
             raise PreconditionFailedException(detail="the resource changed during this request")
-        if reindexed:
+        if reindexed and not at_once:
             self.session.execute(_DELETE_VALUES, {"values_resource_id": resource_id})
             self._insert_values(rows)
         before = self._document(kind, row)
@@ -572,7 +596,15 @@ class DirectoryStore:
         if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
             added, removed = self.apply_members(resource_id, members)
         result_document = dict(after)
-        if kind is ResourceKind.USER:
+        if kind is ResourceKind.USER and at_once:
+            groups = [
+                {"value": found.group_id, "display": found.group_name, "type": "direct"}
+                for found in updated
+                if found.group_id is not None
+            ]
+            if groups:
+                result_document[MEMBERSHIP_ATTRIBUTE[kind]] = groups
+        elif kind is ResourceKind.USER:
             self._attach_memberships(kind, [result_document])
         return Written(
             Stored(resource_id, etag(version), result_document), before, after, added, removed
@@ -743,7 +775,7 @@ class DirectoryStore:
         columns: ResourceColumns,
         statement: Any,
         parameters: dict[str, Any],
-    ) -> int:
+    ) -> Sequence[Any] | None:
         """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
 
         The SAVEPOINT keeps the transaction usable after the database refuses
@@ -752,7 +784,7 @@ class DirectoryStore:
         """
         try:
             with self.session.begin_nested():
-                return _matched(self.session.execute(statement, parameters))
+                return _updated(self.session.execute(statement, parameters))
         except IntegrityError as error:
             text = str(error.orig)
             if _UNIQUE_CONSTRAINT in text or "name_key" in text:
@@ -769,7 +801,7 @@ class DirectoryStore:
 
         SQLite runs in process, so an executemany costs nothing extra; on
         PostgreSQL the rows travel as one array per column inside the write's
-        own statement (:func:`_create_indexed`, :func:`_replace_reindexed`).
+        own statement (:func:`_create_indexed`, :func:`_replace_at_once`).
         """
         if rows:
             self.session.execute(_VALUES.insert(), rows)
