@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Select,
     Text,
+    and_,
     bindparam,
     cast,
     false,
@@ -264,7 +265,6 @@ class _Queries:
     users: Select[Any]
     users_with_document: Select[Any]
     memberships: Select[Any]
-    manual_grants: Select[Any]
     user_names: Select[Any]
     snapshots: Select[Any]
 
@@ -279,17 +279,24 @@ def _queries(dialect: str) -> _Queries:
         resource.kind == ResourceKind.USER.value,
     )
     grant = _MANUAL_GRANTS.c
+    # Each user once per manual grant (once with NULLs when none), its grants by product.
+    with_grants = RESOURCES.outerjoin(
+        _MANUAL_GRANTS, and_(grant.org_id == resource.org_id, grant.user_id == resource.id)
+    )
+    grant_columns = (grant.product, grant.product_roles, grant.permissions, grant.granted_by)
+    by_user = (resource.id, grant.product)
     return _Queries(
-        users=select(*user_columns).where(*users_scope),
-        users_with_document=select(*user_columns, resource.document).where(*users_scope),
+        users=select(*user_columns, *grant_columns)
+        .select_from(with_grants)
+        .where(*users_scope)
+        .order_by(*by_user),
+        users_with_document=select(*user_columns, resource.document, *grant_columns)
+        .select_from(with_grants)
+        .where(*users_scope)
+        .order_by(*by_user),
         memberships=select(GROUP_MEMBERS.c.user_id, GROUP_MEMBERS.c.group_id).where(
             sql.in_bound_ids(dialect, GROUP_MEMBERS.c.user_id, "ids")
         ),
-        manual_grants=select(
-            grant.user_id, grant.product, grant.product_roles, grant.permissions, grant.granted_by
-        )
-        .where(grant.org_id == bindparam("org_id"), sql.in_bound_ids(dialect, grant.user_id, "ids"))
-        .order_by(grant.user_id, grant.product),
         user_names=select(resource.id, resource.name).where(
             sql.in_bound_ids(dialect, resource.id, "ids"), resource.org_id == bindparam("org_id")
         ),
@@ -309,10 +316,11 @@ def _ids(session: Session, org_id: int, ids: Collection[str]) -> tuple[_Queries,
 def load_users(
     session: Session, org_id: int, user_ids: Collection[str], rules: OrgRules
 ) -> dict[str, DirectoryUser]:
-    """The facts of the existing users among ``user_ids``: three queries for the whole batch.
+    """The facts of the existing users among ``user_ids``, for the whole batch at once.
 
-    Only memberships of groups some rule is bound to count: no other
-    membership changes anything.
+    One query reads the users with their manual grants; a second, only when
+    some rule is bound to a group, their memberships: no other membership
+    changes anything.
     """
     ids = sorted(set(user_ids))
     if not ids:
@@ -324,7 +332,15 @@ def load_users(
     rows = session.execute(
         queries.users_with_document if with_document else queries.users, params
     ).all()
-    found = [row.id for row in rows]
+    found: dict[str, Any] = {}
+    manual: dict[str, list[ManualGrant]] = {}
+    for row in rows:
+        found.setdefault(row.id, row)
+        if row.product is not None:
+            grant = ProductGrant(
+                row.product, frozenset(row.product_roles), frozenset(row.permissions)
+            )
+            manual.setdefault(row.id, []).append(ManualGrant(grant, row.granted_by))
     groups: dict[str, set[str]] = {}
     bound = rules.bound_group_ids
     if found and bound:
@@ -334,16 +350,15 @@ def load_users(
         for user_id, group_id in memberships:
             if group_id in bound:
                 groups.setdefault(user_id, set()).add(group_id)
-    manual = load_manual_grants(session, org_id, found)
     users = {}
-    for row in rows:
+    for row in found.values():
         facts = UserFacts(
             user_id=row.id,
             active=row.active is not False,
             group_ids=frozenset(groups.get(row.id, ())),
             scim_roles=scim_role_values(row.document) if with_roles else frozenset(),
             conditions=satisfied_conditions(config, row.document) if with_document else frozenset(),
-            manual_grants=manual.get(row.id, ()),
+            manual_grants=tuple(manual.get(row.id, ())),
         )
         users[row.id] = DirectoryUser(facts, row.name, row.created_at)
     return users
@@ -371,19 +386,6 @@ def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRule
         user_name if isinstance(user_name, str) else "",
         datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),
     )
-
-
-def load_manual_grants(
-    session: Session, org_id: int, user_ids: Collection[str]
-) -> dict[str, tuple[ManualGrant, ...]]:
-    if not user_ids:
-        return {}
-    queries, params = _ids(session, org_id, user_ids)
-    grants: dict[str, list[ManualGrant]] = {}
-    for row in session.execute(queries.manual_grants, params):
-        grant = ProductGrant(row.product, frozenset(row.product_roles), frozenset(row.permissions))
-        grants.setdefault(row.user_id, []).append(ManualGrant(grant, row.granted_by))
-    return {user_id: tuple(items) for user_id, items in grants.items()}
 
 
 def iter_user_batches(session: Session, org_id: int, size: int = BATCH_SIZE) -> Iterator[list[str]]:
