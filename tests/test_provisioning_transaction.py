@@ -28,6 +28,7 @@ from connector.derived.facts import (
     load_seats,
     load_snapshots,
     load_users,
+    load_users_and_snapshots,
     user_from_document,
     with_bindings,
 )
@@ -317,6 +318,23 @@ def test_users_are_read_with_their_manual_grants_in_one_query(
     assert read[plain.id].facts.manual_grants == ()
     assert read[granted.id].facts.scim_roles == ({"x"} if mapping else set())
     assert read[granted.id].user_name == "ada@msp.example"
+
+
+def test_users_are_read_with_their_snapshots_in_one_query(
+    session: Session, org_id: int, engine: Engine
+) -> None:
+    derived = hub_backend(session, org_id).create(ResourceKind.USER, user("ada@msp.example"))
+    underived = SqlBackend(session, org_id).create(ResourceKind.USER, user("bob@msp.example"))
+    rules = load_rules(session, org_id)
+    both = [derived.id, underived.id, "no-such-user"]
+
+    with statements(engine) as seen:
+        users, snapshots = load_users_and_snapshots(session, org_id, both, rules)
+
+    assert len(seen) == 1
+    assert users == load_users(session, org_id, both, rules)
+    assert snapshots.keys() == {derived.id}
+    assert snapshots == load_snapshots(session, org_id, both)
 
 
 def test_new_users_who_would_be_owners_still_meet_the_two_owner_cap(

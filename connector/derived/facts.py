@@ -262,11 +262,14 @@ class DirectoryUser:
 class _Queries:
     """The batched reads of one dialect, built once: ids travel as one bound parameter."""
 
-    users: Select[Any]
-    users_with_document: Select[Any]
+    users: Mapping[tuple[bool, bool], Select[Any]]
+    """Users with their manual grants, by (with their document, with their snapshot)."""
     memberships: Select[Any]
     user_names: Select[Any]
     snapshots: Select[Any]
+
+
+_BOTH_WAYS = [(False, False), (False, True), (True, False), (True, True)]
 
 
 @functools.cache
@@ -284,16 +287,23 @@ def _queries(dialect: str) -> _Queries:
         _MANUAL_GRANTS, and_(grant.org_id == resource.org_id, grant.user_id == resource.id)
     )
     grant_columns = (grant.product, grant.product_roles, grant.permissions, grant.granted_by)
-    by_user = (resource.id, grant.product)
+    snapshot = _SNAPSHOTS.c
+    with_snapshots = with_grants.outerjoin(
+        _SNAPSHOTS, and_(snapshot.org_id == resource.org_id, snapshot.user_id == resource.id)
+    )
+
+    def users(with_document: bool, with_snapshot: bool) -> Select[Any]:
+        document = (resource.document,) if with_document else ()
+        access = (snapshot.access.label("snapshot"),) if with_snapshot else ()
+        return (
+            select(*user_columns, *document, *grant_columns, *access)
+            .select_from(with_snapshots if with_snapshot else with_grants)
+            .where(*users_scope)
+            .order_by(resource.id, grant.product)
+        )
+
     return _Queries(
-        users=select(*user_columns, *grant_columns)
-        .select_from(with_grants)
-        .where(*users_scope)
-        .order_by(*by_user),
-        users_with_document=select(*user_columns, resource.document, *grant_columns)
-        .select_from(with_grants)
-        .where(*users_scope)
-        .order_by(*by_user),
+        users={(document, access): users(document, access) for document, access in _BOTH_WAYS},
         memberships=select(GROUP_MEMBERS.c.user_id, GROUP_MEMBERS.c.group_id).where(
             sql.in_bound_ids(dialect, GROUP_MEMBERS.c.user_id, "ids")
         ),
@@ -322,16 +332,37 @@ def load_users(
     some rule is bound to a group, their memberships: no other membership
     changes anything.
     """
+    users, _ = _load_users(session, org_id, user_ids, rules, with_snapshots=False)
+    return users
+
+
+def load_users_and_snapshots(
+    session: Session, org_id: int, user_ids: Collection[str], rules: OrgRules
+) -> tuple[dict[str, DirectoryUser], dict[str, DerivedAccess]]:
+    """:func:`load_users`, and the access last derived for those that have one.
+
+    The snapshots come with the users' own query: a recomputation that reads
+    its users' facts needs no round trip more for what they had before.
+    """
+    return _load_users(session, org_id, user_ids, rules, with_snapshots=True)
+
+
+def _load_users(
+    session: Session,
+    org_id: int,
+    user_ids: Collection[str],
+    rules: OrgRules,
+    *,
+    with_snapshots: bool,
+) -> tuple[dict[str, DirectoryUser], dict[str, DerivedAccess]]:
     ids = sorted(set(user_ids))
     if not ids:
-        return {}
+        return {}, {}
     queries, params = _ids(session, org_id, ids)
     config = rules.config
     with_roles = config.map_scim_roles
     with_document = with_roles or bool(config.conditions)
-    rows = session.execute(
-        queries.users_with_document if with_document else queries.users, params
-    ).all()
+    rows = session.execute(queries.users[with_document, with_snapshots], params).all()
     found: dict[str, Any] = {}
     manual: dict[str, list[ManualGrant]] = {}
     for row in rows:
@@ -351,6 +382,7 @@ def load_users(
             if group_id in bound:
                 groups.setdefault(user_id, set()).add(group_id)
     users = {}
+    snapshots = {}
     for row in found.values():
         facts = UserFacts(
             user_id=row.id,
@@ -361,7 +393,9 @@ def load_users(
             manual_grants=tuple(manual.get(row.id, ())),
         )
         users[row.id] = DirectoryUser(facts, row.name, row.created_at)
-    return users
+        if with_snapshots and row.snapshot is not None:
+            snapshots[row.id] = DerivedAccess.from_json(row.snapshot)
+    return users, snapshots
 
 
 def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRules) -> DirectoryUser:
