@@ -269,9 +269,6 @@ class _Queries:
     snapshots: Select[Any]
 
 
-_BOTH_WAYS = [(False, False), (False, True), (True, False), (True, True)]
-
-
 @functools.cache
 def _queries(dialect: str) -> _Queries:
     resource = RESOURCES.c
@@ -303,7 +300,11 @@ def _queries(dialect: str) -> _Queries:
         )
 
     return _Queries(
-        users={(document, access): users(document, access) for document, access in _BOTH_WAYS},
+        users={
+            (document, access): users(document, access)
+            for document in (False, True)
+            for access in (False, True)
+        },
         memberships=select(GROUP_MEMBERS.c.user_id, GROUP_MEMBERS.c.group_id).where(
             sql.in_bound_ids(dialect, GROUP_MEMBERS.c.user_id, "ids")
         ),

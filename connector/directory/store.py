@@ -280,9 +280,10 @@ def _values_of(written: Any) -> Any:
 def _create_indexed() -> Any:
     """PostgreSQL: a create's row and its attribute-value rows, in one statement.
 
-    The row is ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` as
-    :func:`_insert_unique`; the value rows are inserted only when it inserted
-    one, so a name already taken (no row back: 409) writes nothing at all.
+    The row is ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``
+    (:meth:`DirectoryStore._insert_unique`); the value rows are inserted only
+    when it inserted one, so a name already taken (no row back: 409) writes
+    nothing at all.
     """
     created = (
         postgresql_insert(_RESOURCES)
@@ -337,14 +338,12 @@ def _replace_at_once(kind: ResourceKind, reindexed: bool) -> Any:
 _CREATE_INDEXED = _create_indexed()
 
 
-@functools.cache
-def _insert_unique(dialect: str) -> Any:
-    insert_statement = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert_statement(_RESOURCES)
-        .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
-        .returning(_RESOURCES.c.id)
-    )
+# SQLite: the same insert alone; the document's index rows follow in one executemany.
+_INSERT_UNIQUE = (
+    sqlite_insert(_RESOURCES)
+    .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+    .returning(_RESOURCES.c.id)
+)
 
 
 @functools.cache
@@ -504,14 +503,7 @@ class DirectoryStore:
             "created_at": now,
             "modified_at": now,
         }
-        if self.dialect == "postgresql":
-            parameters = {f"new_{column}": value for column, value in new_row.items()}
-            parameters.update(_value_arrays(rows))
-            if self.session.execute(_CREATE_INDEXED, parameters).first() is None:
-                raise self._taken(kind, columns)
-        else:
-            self._insert_unique(kind, columns, new_row)
-            self._insert_values(rows)
+        self._insert_unique(kind, columns, new_row, rows)
         after = self._assemble(kind, resource_id, kept, 1, now, now)
         result = dict(after)
         added: frozenset[str] = frozenset()
@@ -757,16 +749,30 @@ class DirectoryStore:
         return columns, stored_document(kind, document)
 
     def _insert_unique(
-        self, kind: ResourceKind, columns: ResourceColumns, values: dict[str, Any]
+        self,
+        kind: ResourceKind,
+        columns: ResourceColumns,
+        values: dict[str, Any],
+        rows: builtins.list[dict[str, Any]],
     ) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING on the unique name: no row back is a 409.
+        """INSERT ... ON CONFLICT DO NOTHING on the unique name, then its index ``rows``.
 
-        RFC 7644 section 3.3. The unique constraint settles racing creates too:
-        on PostgreSQL the second insert waits for the first transaction and,
-        once it commits, inserts nothing. The transaction stays usable, with no
-        SAVEPOINT round trip on the hot path.
+        No row back is a 409 (RFC 7644 section 3.3), and no index row is
+        written. The unique constraint settles racing creates too: on
+        PostgreSQL the second insert waits for the first transaction and, once
+        it commits, inserts nothing. The transaction stays usable, with no
+        SAVEPOINT round trip on the hot path. PostgreSQL takes the row and its
+        index rows in one statement (:func:`_create_indexed`).
         """
-        if self.session.execute(_insert_unique(self.dialect), values).first() is None:
+        if self.dialect == "postgresql":
+            parameters = {f"new_{column}": value for column, value in values.items()}
+            parameters.update(_value_arrays(rows))
+            inserted = self.session.execute(_CREATE_INDEXED, parameters).first()
+        else:
+            inserted = self.session.execute(_INSERT_UNIQUE, values).first()
+            if inserted is not None:
+                self._insert_values(rows)
+        if inserted is None:
             raise self._taken(kind, columns)
 
     def _renamed(
