@@ -11,6 +11,9 @@ nothing of Flask, so Bulk runs the very same code.
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,14 +324,83 @@ def parse_patch(
     if isinstance(operations, list):
         check_patch_size(operations, settings)
     model: type[Resource[Any]] = served.model(kind)
-    check_paths(model, operations)
+    text = _shareable_text(operations, body)
+    if text is None:
+        return _validated(model, body), members
+    return _SHARED_PATCHES.validated(model, text, body), members
+
+
+def _shareable_text(operations: Any, body: dict[str, Any]) -> str | None:
+    """``body`` as JSON if its validated form may serve later identical requests, else None.
+
+    Only a short body whose every value is a string, number, boolean or null:
+    applying a PATCH puts its values into the resource, and an immutable
+    value cannot be changed there, so a validated PatchOp stays as validated.
+    """
+    if not isinstance(operations, list):
+        return None
+    for operation in operations:
+        if not isinstance(operation, dict):
+            return None
+        for key, value in operation.items():
+            if key.lower() == "value" and not _immutable(value):
+                return None
+    text = json.dumps(body)
+    return text if len(text) <= SHARED_PATCH_LENGTH else None
+
+
+def _immutable(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
+SHARED_PATCH_LENGTH = 1024
+"""The longest PatchOp body, as JSON, whose validation serves the next identical one."""
+
+
+class _SharedPatches:
+    """The PatchOps of the bodies validated lately, for each resource model.
+
+    IdPs send the same few bodies over and over (Entra ID deactivates every
+    leaver with one and the same ``replace`` of ``active``): scim2-models then
+    validates each such body once per process. A refused body is kept by no
+    one, so it is refused again, the same way, every time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[type[Resource[Any]], str], PatchOp[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def validated(
+        self, model: type[Resource[Any]], text: str, body: dict[str, Any]
+    ) -> PatchOp[Any]:
+        key = (model, text)
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+                return found
+        patch = _validated(model, body)
+        if all(_immutable(operation.value) for operation in patch.operations or ()):
+            with self._lock:
+                self._kept[key] = patch
+                if len(self._kept) > self._size:
+                    self._kept.popitem(last=False)
+        return patch
+
+
+_SHARED_PATCHES = _SharedPatches(256)
+
+
+def _validated(model: type[Resource[Any]], body: dict[str, Any]) -> PatchOp[Any]:
+    """The PatchOp scim2-models reads from ``body``, its paths checked first."""
+    check_paths(model, next((v for k, v in body.items() if k.lower() == "operations"), None))
     try:
-        patch = PatchOp[model].model_validate(  # type: ignore[valid-type]
+        return PatchOp[model].model_validate(  # type: ignore[valid-type]
             body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=PATCH_POLICY
         )
     except ValidationError as exc:
         raise exception_from_validation_error(exc) from exc
-    return patch, members
 
 
 def check_paths(model: type[Resource[Any]], operations: Any) -> None:

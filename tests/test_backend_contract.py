@@ -34,8 +34,10 @@ from tests.fake_backend import FakeBackend, FakeStore
 OpenSession = Callable[[], Session]
 
 _MEMBER_TABLE = re.compile(r"\bgroup_members\b")
-_DOCUMENT_UPDATE = re.compile(r"^UPDATE scim_resources SET (?P<set>.*?)(?: WHERE |$)")
-_INDEX_WRITE = re.compile(r"^(INSERT INTO|UPDATE|DELETE FROM) scim_attribute_values\b")
+# A write is the statement, or one of its ``WITH`` clauses (``WITH updated AS (UPDATE ...``).
+_WRITE = r"(?:^|\bAS \()"
+_DOCUMENT_UPDATE = re.compile(_WRITE + r"UPDATE scim_resources SET (?P<set>.*?)(?: WHERE |$)")
+_INDEX_WRITE = re.compile(_WRITE + r"(INSERT INTO|UPDATE|DELETE FROM) scim_attribute_values\b")
 
 
 class StatementProbe:
@@ -52,8 +54,8 @@ class StatementProbe:
             statement = " ".join(str(args[2]).split())
             if _MEMBER_TABLE.search(statement):
                 seen.member_reads += statement.startswith("SELECT")
-            updated = _DOCUMENT_UPDATE.match(statement)
-            if (updated and "document" in updated["set"]) or _INDEX_WRITE.match(statement):
+            updated = _DOCUMENT_UPDATE.search(statement)
+            if (updated and "document" in updated["set"]) or _INDEX_WRITE.search(statement):
                 seen.document_writes += 1
 
         event.listen(self.engine, "before_cursor_execute", record)

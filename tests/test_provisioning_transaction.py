@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
-from connector.access.mapping import parse_mapping
+from connector.access.derive import ManualGrant
+from connector.access.mapping import ProductGrant, parse_mapping
 from connector.admin.grants import set_product_state
 from connector.admin.mappings import apply_mapping
 from connector.derived.facts import (
@@ -27,11 +28,13 @@ from connector.derived.facts import (
     load_seats,
     load_snapshots,
     load_users,
+    load_users_and_snapshots,
     user_from_document,
     with_bindings,
 )
 from connector.derived.memo import forget, recall, remember
 from connector.derived.tables import AccessSnapshot
+from connector.derived.tables import ManualGrant as ManualGrantRow
 from connector.directory.store import SqlBackend
 from connector.provisioning.writes import ScimWrites
 from connector.tenancy.tables import Organization
@@ -275,6 +278,63 @@ def test_a_created_user_is_derived_as_if_read_back(session: Session, org_id: int
     read = load_users(session, org_id, [stored.id], rules)[stored.id]
     assert user_from_document(stored.id, stored.document, rules) == read
     assert read.facts.scim_roles == {"HubAdmin"}
+
+
+@pytest.mark.parametrize("mapping", ["", "map_scim_roles = true\n"], ids=["facts", "document"])
+def test_users_are_read_with_their_manual_grants_in_one_query(
+    session: Session, org_id: int, engine: Engine, mapping: str
+) -> None:
+    rules = OrgRules(with_bindings(parse_mapping(mapping), {}, {}), mapping or None)
+    backend = SqlBackend(session, org_id)
+    granted = backend.create(ResourceKind.USER, user("ada@msp.example", roles=[{"value": "x"}]))
+    plain = backend.create(ResourceKind.USER, user("bob@msp.example"))
+    for product, roles in (("vault", ["reader"]), ("portal", ["admin", "viewer"])):
+        session.add(
+            ManualGrantRow(
+                org_id=org_id,
+                user_id=granted.id,
+                product=product,
+                product_roles=roles,
+                permissions=[f"{product}.use"],
+                granted_by="it@msp.example",
+            )
+        )
+    session.flush()
+
+    with statements(engine) as seen:
+        read = load_users(session, org_id, [plain.id, granted.id, "no-such-user"], rules)
+
+    assert len(seen) == 1
+    assert read.keys() == {granted.id, plain.id}
+    assert read[granted.id].facts.manual_grants == (
+        ManualGrant(
+            ProductGrant("portal", frozenset({"admin", "viewer"}), frozenset({"portal.use"})),
+            "it@msp.example",
+        ),
+        ManualGrant(
+            ProductGrant("vault", frozenset({"reader"}), frozenset({"vault.use"})), "it@msp.example"
+        ),
+    )
+    assert read[plain.id].facts.manual_grants == ()
+    assert read[granted.id].facts.scim_roles == ({"x"} if mapping else set())
+    assert read[granted.id].user_name == "ada@msp.example"
+
+
+def test_users_are_read_with_their_snapshots_in_one_query(
+    session: Session, org_id: int, engine: Engine
+) -> None:
+    derived = hub_backend(session, org_id).create(ResourceKind.USER, user("ada@msp.example"))
+    underived = SqlBackend(session, org_id).create(ResourceKind.USER, user("bob@msp.example"))
+    rules = load_rules(session, org_id)
+    both = [derived.id, underived.id, "no-such-user"]
+
+    with statements(engine) as seen:
+        users, snapshots = load_users_and_snapshots(session, org_id, both, rules)
+
+    assert len(seen) == 1
+    assert users == load_users(session, org_id, both, rules)
+    assert snapshots.keys() == {derived.id}
+    assert snapshots == load_snapshots(session, org_id, both)
 
 
 def test_new_users_who_would_be_owners_still_meet_the_two_owner_cap(

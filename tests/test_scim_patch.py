@@ -1,8 +1,15 @@
 """User PATCH as Okta and Entra ID send it (RFC 7644 section 3.5.2; samples in tests/replay/)."""
 
+import copy
+import json
+
 import pytest
+from scim2_models import InvalidPathException
 
 from scim.backend import ResourceKind
+from scim.extensions import DEFAULT_SCHEMAS
+from scim.operations import _SharedPatches, prepare_patch
+from scim.settings import ScimSettings
 from tests.fake_backend import patch_op
 from tests.idp_samples import sample_body
 
@@ -221,3 +228,75 @@ def test_a_client_if_match_is_not_retried(api, ada, store):
         headers={"If-Match": etag},
     )
     assert response.status_code == 412
+
+
+class TestSharedValidation:
+    """A PatchOp body sent again is validated once per process, and answers as the first did."""
+
+    def entra_deactivation(self):
+        return {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+        }
+
+    def test_an_identical_body_reuses_the_validated_operations(self):
+        first = prepare_patch(ResourceKind.USER, "a", self.entra_deactivation(), ScimSettings())
+        again = prepare_patch(ResourceKind.USER, "b", self.entra_deactivation(), ScimSettings())
+        assert again.operations is first.operations
+        assert (again.resource_id, first.resource_id) == ("b", "a")
+
+    @pytest.mark.parametrize(
+        "value",
+        [[{"value": "ada@example.com", "type": "work"}], {"value": "ada@example.com"}],
+        ids=["list", "object"],
+    )
+    def test_a_body_with_a_structured_value_is_validated_each_time(self, value):
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "emails", "value": value}],
+        }
+        first = prepare_patch(ResourceKind.USER, "a", copy.deepcopy(body), ScimSettings())
+        again = prepare_patch(ResourceKind.USER, "a", copy.deepcopy(body), ScimSettings())
+        assert again.operations is not first.operations
+
+    def test_a_refused_body_is_refused_again(self):
+        body = self.entra_deactivation()
+        body["Operations"][0]["path"] = "nosuchattribute"
+        for _ in range(2):
+            with pytest.raises(InvalidPathException):
+                prepare_patch(ResourceKind.USER, "a", copy.deepcopy(body), ScimSettings())
+
+    def test_each_resource_model_validates_its_own(self):
+        user = prepare_patch(ResourceKind.USER, "a", self.entra_deactivation(), ScimSettings())
+        with pytest.raises(InvalidPathException):
+            prepare_patch(ResourceKind.GROUP, "g", self.entra_deactivation(), ScimSettings())
+        assert prepare_patch(ResourceKind.USER, "a", self.entra_deactivation(), ScimSettings())
+        assert user.operations is not None
+
+    def test_only_the_latest_bodies_are_kept(self):
+        shared = _SharedPatches(2)
+        model = DEFAULT_SCHEMAS.model(ResourceKind.USER)
+
+        def validated(title):
+            body = {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": title}],
+            }
+            return shared.validated(model, json.dumps(body), body)
+
+        kept = validated("a")
+        validated("b")
+        assert validated("a") is kept  # used again: now the latest
+        validated("c")  # "b", the oldest, goes
+        assert validated("a") is kept
+        second = validated("b")  # "c" goes
+        assert validated("b") is second
+        validated("c")  # "a" goes
+        assert validated("a") is not kept
+
+    def test_the_same_deactivation_serves_two_users(self, api, ada):
+        other = api.post("/Users", {**sample_body("entra-09"), "userName": "grace@example.com"})
+        assert other.status_code == 201
+        for user_id in (ada, other.json["id"]):
+            assert patched(api, user_id, self.entra_deactivation())["active"] is False
+        assert api.get(f"/Users/{ada}").json["userName"] != other.json["userName"]

@@ -277,6 +277,69 @@ class TestVersions:
                 )
 
 
+class TestWritesInOneStatement:
+    """A write's row, its attribute-index rows and a user's groups change together, or not at all.
+
+    PostgreSQL sends each as one statement; SQLite as several in its one writer.
+    """
+
+    def test_a_refused_create_indexes_nothing(self, backend: SqlBackend, session: Session) -> None:
+        backend.create(USER, okta_user("ada", title="Analyst"))
+        backend.commit()
+        indexed = session.scalar(select(func.count()).select_from(ScimAttributeValue))
+
+        with pytest.raises(UniquenessException):
+            backend.create(USER, okta_user("ADA", title="Countess", nickName="Ada"))
+        backend.commit()
+
+        assert session.scalar(select(func.count()).select_from(ScimAttributeValue)) == indexed
+        assert backend.list(USER, ListQuery(filter=_filter('title eq "countess"'))).total == 0
+
+    def test_a_stale_replace_reindexes_nothing(self, engine: Engine, org_id: int) -> None:
+        factory = make_session_factory(engine)
+        with factory() as session:
+            created = SqlBackend(session, org_id).create(USER, okta_user("ada", title="none"))
+            session.commit()
+        with factory() as first, factory() as second:
+            stale = DirectoryStore(second, org_id)
+            seen = stale.get(USER, created.id, include_members=False).version
+            second.commit()
+            SqlBackend(first, org_id).replace(USER, created.id, okta_user("ada", title="first"))
+            first.commit()
+            with pytest.raises(PreconditionFailedException):
+                stale.replace(
+                    USER, created.id, okta_user("ada", title="second"), expected_version=seen
+                )
+            second.commit()
+
+            reader = SqlBackend(second, org_id)
+            assert reader.list(USER, ListQuery(filter=_filter('title eq "first"'))).total == 1
+            assert reader.list(USER, ListQuery(filter=_filter('title eq "second"'))).total == 0
+            assert reader.get(USER, created.id).version == 'W/"2"'
+
+    @pytest.mark.parametrize(
+        "change", [{"title": "Countess"}, {"active": False}], ids=["reindexed", "column only"]
+    )
+    def test_a_replaced_user_answers_its_groups_in_name_order(
+        self, backend: SqlBackend, change: dict[str, Any]
+    ) -> None:
+        ada = backend.create(USER, okta_user("ada"))
+        loner = backend.create(USER, okta_user("loner"))
+        for name in ("b-team", "A-team", "c-team"):
+            backend.create(GROUP, {"displayName": name}, MemberChanges(add=frozenset({ada.id})))
+        backend.commit()
+
+        replaced = backend.replace(USER, ada.id, okta_user("ada", **change))
+        alone = backend.replace(USER, loner.id, okta_user("loner", **change))
+
+        groups = replaced.document["groups"]
+        assert [group["display"] for group in groups] == ["A-team", "b-team", "c-team"]
+        assert {group["type"] for group in groups} == {"direct"}
+        assert replaced.document["groups"] == backend.get(USER, ada.id).document["groups"]
+        assert "groups" not in alone.document
+        assert replaced.version == alone.version == 'W/"2"'
+
+
 class TestBadInput:
     @pytest.mark.parametrize(
         "document",

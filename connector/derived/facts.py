@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Select,
     Text,
+    and_,
     bindparam,
     cast,
     false,
@@ -261,10 +262,9 @@ class DirectoryUser:
 class _Queries:
     """The batched reads of one dialect, built once: ids travel as one bound parameter."""
 
-    users: Select[Any]
-    users_with_document: Select[Any]
+    users: Mapping[tuple[bool, bool], Select[Any]]
+    """Users with their manual grants, by (with their document, with their snapshot)."""
     memberships: Select[Any]
-    manual_grants: Select[Any]
     user_names: Select[Any]
     snapshots: Select[Any]
 
@@ -279,17 +279,35 @@ def _queries(dialect: str) -> _Queries:
         resource.kind == ResourceKind.USER.value,
     )
     grant = _MANUAL_GRANTS.c
+    # Each user once per manual grant (once with NULLs when none), its grants by product.
+    with_grants = RESOURCES.outerjoin(
+        _MANUAL_GRANTS, and_(grant.org_id == resource.org_id, grant.user_id == resource.id)
+    )
+    grant_columns = (grant.product, grant.product_roles, grant.permissions, grant.granted_by)
+    snapshot = _SNAPSHOTS.c
+    with_snapshots = with_grants.outerjoin(
+        _SNAPSHOTS, and_(snapshot.org_id == resource.org_id, snapshot.user_id == resource.id)
+    )
+
+    def users(with_document: bool, with_snapshot: bool) -> Select[Any]:
+        document = (resource.document,) if with_document else ()
+        access = (snapshot.access.label("snapshot"),) if with_snapshot else ()
+        return (
+            select(*user_columns, *document, *grant_columns, *access)
+            .select_from(with_snapshots if with_snapshot else with_grants)
+            .where(*users_scope)
+            .order_by(resource.id, grant.product)
+        )
+
     return _Queries(
-        users=select(*user_columns).where(*users_scope),
-        users_with_document=select(*user_columns, resource.document).where(*users_scope),
+        users={
+            (document, access): users(document, access)
+            for document in (False, True)
+            for access in (False, True)
+        },
         memberships=select(GROUP_MEMBERS.c.user_id, GROUP_MEMBERS.c.group_id).where(
             sql.in_bound_ids(dialect, GROUP_MEMBERS.c.user_id, "ids")
         ),
-        manual_grants=select(
-            grant.user_id, grant.product, grant.product_roles, grant.permissions, grant.granted_by
-        )
-        .where(grant.org_id == bindparam("org_id"), sql.in_bound_ids(dialect, grant.user_id, "ids"))
-        .order_by(grant.user_id, grant.product),
         user_names=select(resource.id, resource.name).where(
             sql.in_bound_ids(dialect, resource.id, "ids"), resource.org_id == bindparam("org_id")
         ),
@@ -309,22 +327,52 @@ def _ids(session: Session, org_id: int, ids: Collection[str]) -> tuple[_Queries,
 def load_users(
     session: Session, org_id: int, user_ids: Collection[str], rules: OrgRules
 ) -> dict[str, DirectoryUser]:
-    """The facts of the existing users among ``user_ids``: three queries for the whole batch.
+    """The facts of the existing users among ``user_ids``, for the whole batch at once.
 
-    Only memberships of groups some rule is bound to count: no other
-    membership changes anything.
+    One query reads the users with their manual grants; a second, only when
+    some rule is bound to a group, their memberships: no other membership
+    changes anything.
     """
+    users, _ = _load_users(session, org_id, user_ids, rules, with_snapshots=False)
+    return users
+
+
+def load_users_and_snapshots(
+    session: Session, org_id: int, user_ids: Collection[str], rules: OrgRules
+) -> tuple[dict[str, DirectoryUser], dict[str, DerivedAccess]]:
+    """:func:`load_users`, and the access last derived for those that have one.
+
+    The snapshots come with the users' own query: a recomputation that reads
+    its users' facts needs no round trip more for what they had before.
+    """
+    return _load_users(session, org_id, user_ids, rules, with_snapshots=True)
+
+
+def _load_users(
+    session: Session,
+    org_id: int,
+    user_ids: Collection[str],
+    rules: OrgRules,
+    *,
+    with_snapshots: bool,
+) -> tuple[dict[str, DirectoryUser], dict[str, DerivedAccess]]:
     ids = sorted(set(user_ids))
     if not ids:
-        return {}
+        return {}, {}
     queries, params = _ids(session, org_id, ids)
     config = rules.config
     with_roles = config.map_scim_roles
     with_document = with_roles or bool(config.conditions)
-    rows = session.execute(
-        queries.users_with_document if with_document else queries.users, params
-    ).all()
-    found = [row.id for row in rows]
+    rows = session.execute(queries.users[with_document, with_snapshots], params).all()
+    found: dict[str, Any] = {}
+    manual: dict[str, list[ManualGrant]] = {}
+    for row in rows:
+        found.setdefault(row.id, row)
+        if row.product is not None:
+            grant = ProductGrant(
+                row.product, frozenset(row.product_roles), frozenset(row.permissions)
+            )
+            manual.setdefault(row.id, []).append(ManualGrant(grant, row.granted_by))
     groups: dict[str, set[str]] = {}
     bound = rules.bound_group_ids
     if found and bound:
@@ -334,19 +382,21 @@ def load_users(
         for user_id, group_id in memberships:
             if group_id in bound:
                 groups.setdefault(user_id, set()).add(group_id)
-    manual = load_manual_grants(session, org_id, found)
     users = {}
-    for row in rows:
+    snapshots = {}
+    for row in found.values():
         facts = UserFacts(
             user_id=row.id,
             active=row.active is not False,
             group_ids=frozenset(groups.get(row.id, ())),
             scim_roles=scim_role_values(row.document) if with_roles else frozenset(),
             conditions=satisfied_conditions(config, row.document) if with_document else frozenset(),
-            manual_grants=manual.get(row.id, ()),
+            manual_grants=tuple(manual.get(row.id, ())),
         )
         users[row.id] = DirectoryUser(facts, row.name, row.created_at)
-    return users
+        if with_snapshots and row.snapshot is not None:
+            snapshots[row.id] = DerivedAccess.from_json(row.snapshot)
+    return users, snapshots
 
 
 def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRules) -> DirectoryUser:
@@ -371,19 +421,6 @@ def user_from_document(user_id: str, document: Mapping[str, Any], rules: OrgRule
         user_name if isinstance(user_name, str) else "",
         datetime.fromisoformat(created) if isinstance(created, str) else utcnow(),
     )
-
-
-def load_manual_grants(
-    session: Session, org_id: int, user_ids: Collection[str]
-) -> dict[str, tuple[ManualGrant, ...]]:
-    if not user_ids:
-        return {}
-    queries, params = _ids(session, org_id, user_ids)
-    grants: dict[str, list[ManualGrant]] = {}
-    for row in session.execute(queries.manual_grants, params):
-        grant = ProductGrant(row.product, frozenset(row.product_roles), frozenset(row.permissions))
-        grants.setdefault(row.user_id, []).append(ManualGrant(grant, row.granted_by))
-    return {user_id: tuple(items) for user_id, items in grants.items()}
 
 
 def iter_user_batches(session: Session, org_id: int, size: int = BATCH_SIZE) -> Iterator[list[str]]:

@@ -51,6 +51,7 @@ from connector.derived.facts import (
     load_snapshots,
     load_user_names,
     load_users,
+    load_users_and_snapshots,
 )
 from connector.derived.locks import lock_seats
 from connector.derived.tables import ACCESS_SNAPSHOTS, OWNER_HOLDS, OWNER_SEATS
@@ -121,9 +122,14 @@ def recompute(
     given = {user.facts.user_id: user for user in known}
     wanted = list(dict.fromkeys(user for user in [*user_ids, *given, *fresh] if user not in gone))
     unread = set(wanted) - fresh.keys() - given.keys()
-    users = {**load_users(session, org_id, unread, rules), **given, **fresh}
+    read, read_snapshots = load_users_and_snapshots(session, org_id, unread, rules)
+    users = {**read, **given, **fresh}
     read_before = [user for user in wanted if user in users and user not in fresh]
-    before = load_snapshots(session, org_id, read_before)
+    # The users just read came with their snapshots; the others' are read now.
+    before = {user: read_snapshots[user] for user in read_before if user in read_snapshots}
+    before.update(
+        load_snapshots(session, org_id, [user for user in read_before if user not in read])
+    )
     before.update(drop_snapshots(session, org_id, sorted(gone)))
     stored = StoredSeats(OwnerSeats(), frozenset())
     if _moves_owners(users.values(), before.values(), context):

@@ -76,6 +76,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    exists,
     func,
     literal_column,
     select,
@@ -141,15 +142,6 @@ _VALUE_ARRAY_TYPES: dict[str, ARRAY[Any]] = {
     "value_bool": ARRAY(Boolean()),
     "value_time": ARRAY(DateTime(timezone=True)),
 }
-_INSERT_VALUES_UNNEST = _VALUES.insert().from_select(
-    list(_VALUE_COLUMNS),
-    select(literal_column("*")).select_from(
-        func.unnest(
-            *(bindparam(name, type_=_VALUE_ARRAY_TYPES[name]) for name in _VALUE_COLUMNS)
-        ).alias("new_values")
-    ),
-)
-
 _RESOURCE_COLUMNS = (
     _RESOURCES.c.id,
     _RESOURCES.c.name_key,
@@ -248,15 +240,110 @@ _REPLACE = (
 )
 _DELETE_VALUES = delete(_VALUES).where(_VALUES.c.resource_id == bindparam("values_resource_id"))
 
+_NEW_ROW_COLUMNS = (
+    "id",
+    "org_id",
+    "kind",
+    "name",
+    "name_key",
+    "external_id",
+    "active",
+    "document",
+    "version",
+    "created_at",
+    "modified_at",
+)
 
-@functools.cache
-def _insert_unique(dialect: str) -> Any:
-    insert_statement = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert_statement(_RESOURCES)
+
+def _values_of(written: Any) -> Any:
+    """PostgreSQL: a document's attribute-value rows, inserted if ``written`` (a CTE) has a row.
+
+    The rows travel as one array per column, read back by ``unnest``: an
+    executemany costs the driver a message per row, which made it the
+    dearest step of a create.
+    """
+    return _VALUES.insert().from_select(
+        list(_VALUE_COLUMNS),
+        select(literal_column("new_values.*"))
+        .select_from(
+            func.unnest(
+                *(
+                    bindparam(f"indexed_{name}", type_=_VALUE_ARRAY_TYPES[name])
+                    for name in _VALUE_COLUMNS
+                )
+            ).alias("new_values")
+        )
+        .where(exists(select(written.c.id))),
+    )
+
+
+def _create_indexed() -> Any:
+    """PostgreSQL: a create's row and its attribute-value rows, in one statement.
+
+    The row is ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``
+    (:meth:`DirectoryStore._insert_unique`); the value rows are inserted only
+    when it inserted one, so a name already taken (no row back: 409) writes
+    nothing at all.
+    """
+    created = (
+        postgresql_insert(_RESOURCES)
+        .values(
+            {
+                column: bindparam(f"new_{column}", type_=_RESOURCES.c[column].type)
+                for column in _NEW_ROW_COLUMNS
+            }
+        )
         .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
         .returning(_RESOURCES.c.id)
+        .cte("created")
     )
+    return select(created.c.id).add_cte(_values_of(created).cte("indexed"))
+
+
+_MEMBER_OF = _RESOURCES.alias("member_of")
+
+
+@functools.cache
+def _replace_at_once(kind: ResourceKind, reindexed: bool) -> Any:
+    """PostgreSQL: :data:`_REPLACE` and what follows it, in one statement.
+
+    Answers the id when the UPDATE matched the row at the version read (no
+    row: a stale write, which changed nothing). ``reindexed``: the
+    attribute-value rows are rewritten with it. A user's row comes back once
+    per group it belongs to (once with NULLs when none), the groups as
+    :meth:`DirectoryStore._attach_memberships` orders them: users' ``groups``
+    are read-only (RFC 7643 section 4.1.2), so the answer needs them read.
+    """
+    updated = _REPLACE.returning(_RESOURCES.c.id).cte("updated")
+    statement = select(updated.c.id)
+    if kind is ResourceKind.USER:
+        memberships = _MEMBERS.join(_MEMBER_OF, _MEMBER_OF.c.id == _MEMBERS.c.group_id)
+        statement = (
+            select(
+                updated.c.id,
+                _MEMBER_OF.c.id.label("group_id"),
+                _MEMBER_OF.c.name.label("group_name"),
+            )
+            .select_from(updated.outerjoin(memberships, _MEMBERS.c.user_id == updated.c.id))
+            .order_by(_MEMBER_OF.c.name_key, _MEMBER_OF.c.id)
+        )
+    if reindexed:
+        cleared = delete(_VALUES).where(_VALUES.c.resource_id.in_(select(updated.c.id)))
+        statement = statement.add_cte(cleared.cte("cleared")).add_cte(
+            _values_of(updated).cte("indexed")
+        )
+    return statement
+
+
+_CREATE_INDEXED = _create_indexed()
+
+
+# SQLite: the same insert alone; the document's index rows follow in one executemany.
+_INSERT_UNIQUE = (
+    sqlite_insert(_RESOURCES)
+    .on_conflict_do_nothing(index_elements=["org_id", "kind", "name_key"])
+    .returning(_RESOURCES.c.id)
+)
 
 
 @functools.cache
@@ -280,6 +367,27 @@ def _delete_at_once(kind: ResourceKind) -> Any:
     )
     related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
     return select(gone.c.id, related_ids.label("related"))
+
+
+def _value_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Attribute-value rows as :func:`_values_of` binds them: one array per column.
+
+    Named apart from every ``scim_resources`` column: a parameter named after
+    a column of an UPDATE's or INSERT's table would join its SET or VALUES.
+    """
+    return {f"indexed_{name}": [row[name] for row in rows] for name in _VALUE_COLUMNS}
+
+
+def _updated(result: Any) -> Sequence[Any] | None:
+    """What a replace's UPDATE answered, or None when it matched no row (a stale version).
+
+    The plain UPDATE answers no row: its rowcount tells; the ``WITH`` forms
+    of :func:`_replace_at_once` answer at least one row when they matched.
+    """
+    if result.returns_rows:
+        rows: Sequence[Any] = result.all()
+        return rows or None
+    return () if getattr(result, "rowcount", 1) == 1 else None
 
 
 def _version(expected: str | None) -> int | None:
@@ -382,24 +490,20 @@ class DirectoryStore:
         if adds_members and members is not None and not members_checked:
             check_member_ids(self.session, self.org_id, members)
         now = utcnow()
-        self._insert_unique(
-            kind,
-            columns,
-            {
-                "id": resource_id,
-                "org_id": self.org_id,
-                "kind": kind.value,
-                "name": columns.name,
-                "name_key": columns.name_key,
-                "external_id": columns.external_id,
-                "active": columns.active,
-                "document": kept,
-                "version": 1,
-                "created_at": now,
-                "modified_at": now,
-            },
-        )
-        self._insert_values(rows)
+        new_row = {
+            "id": resource_id,
+            "org_id": self.org_id,
+            "kind": kind.value,
+            "name": columns.name,
+            "name_key": columns.name_key,
+            "external_id": columns.external_id,
+            "active": columns.active,
+            "document": kept,
+            "version": 1,
+            "created_at": now,
+            "modified_at": now,
+        }
+        self._insert_unique(kind, columns, new_row, rows)
         after = self._assemble(kind, resource_id, kept, 1, now, now)
         result = dict(after)
         added: frozenset[str] = frozenset()
@@ -461,13 +565,20 @@ class DirectoryStore:
             "replace_new_version": version,
             "replace_now": now,
         }
+        reindexed = rows != value_rows(model, kind, row.document, resource_id, self.org_id)
+        at_once = self.dialect == "postgresql"
+        statement = _REPLACE
+        if at_once:
+            statement = _replace_at_once(kind, reindexed)
+            if reindexed:
+                parameters.update(_value_arrays(rows))
         if columns.name_key == row.name_key:
-            updated = self.session.execute(_REPLACE, parameters)
+            updated = _updated(self.session.execute(statement, parameters))
         else:
-            updated = self._renamed(kind, columns, parameters)
-        if getattr(updated, "rowcount", 1) != 1:
+            updated = self._renamed(kind, columns, statement, parameters)
+        if updated is None:
             raise PreconditionFailedException(detail="the resource changed during this request")
-        if rows != value_rows(model, kind, row.document, resource_id, self.org_id):
+        if reindexed and not at_once:
             self.session.execute(_DELETE_VALUES, {"values_resource_id": resource_id})
             self._insert_values(rows)
         before = self._document(kind, row)
@@ -477,7 +588,15 @@ class DirectoryStore:
         if members is not None and kind is ResourceKind.GROUP and not members.is_empty():
             added, removed = self.apply_members(resource_id, members)
         result_document = dict(after)
-        if kind is ResourceKind.USER:
+        if kind is ResourceKind.USER and at_once:
+            groups = [
+                {"value": found.group_id, "display": found.group_name, "type": "direct"}
+                for found in updated
+                if found.group_id is not None
+            ]
+            if groups:
+                result_document[MEMBERSHIP_ATTRIBUTE[kind]] = groups
+        elif kind is ResourceKind.USER:
             self._attach_memberships(kind, [result_document])
         return Written(
             Stored(resource_id, etag(version), result_document), before, after, added, removed
@@ -630,21 +749,39 @@ class DirectoryStore:
         return columns, stored_document(kind, document)
 
     def _insert_unique(
-        self, kind: ResourceKind, columns: ResourceColumns, values: dict[str, Any]
+        self,
+        kind: ResourceKind,
+        columns: ResourceColumns,
+        values: dict[str, Any],
+        rows: builtins.list[dict[str, Any]],
     ) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING on the unique name: no row back is a 409.
+        """INSERT ... ON CONFLICT DO NOTHING on the unique name, then its index ``rows``.
 
-        RFC 7644 section 3.3. The unique constraint settles racing creates too:
-        on PostgreSQL the second insert waits for the first transaction and,
-        once it commits, inserts nothing. The transaction stays usable, with no
-        SAVEPOINT round trip on the hot path.
+        No row back is a 409 (RFC 7644 section 3.3), and no index row is
+        written. The unique constraint settles racing creates too: on
+        PostgreSQL the second insert waits for the first transaction and, once
+        it commits, inserts nothing. The transaction stays usable, with no
+        SAVEPOINT round trip on the hot path. PostgreSQL takes the row and its
+        index rows in one statement (:func:`_create_indexed`).
         """
-        if self.session.execute(_insert_unique(self.dialect), values).first() is None:
+        if self.dialect == "postgresql":
+            parameters = {f"new_{column}": value for column, value in values.items()}
+            parameters.update(_value_arrays(rows))
+            inserted = self.session.execute(_CREATE_INDEXED, parameters).first()
+        else:
+            inserted = self.session.execute(_INSERT_UNIQUE, values).first()
+            if inserted is not None:
+                self._insert_values(rows)
+        if inserted is None:
             raise self._taken(kind, columns)
 
     def _renamed(
-        self, kind: ResourceKind, columns: ResourceColumns, parameters: dict[str, Any]
-    ) -> Any:
+        self,
+        kind: ResourceKind,
+        columns: ResourceColumns,
+        statement: Any,
+        parameters: dict[str, Any],
+    ) -> Sequence[Any] | None:
         """An UPDATE that changes the unique name, in a SAVEPOINT: a clash is a 409.
 
         The SAVEPOINT keeps the transaction usable after the database refuses
@@ -653,7 +790,7 @@ class DirectoryStore:
         """
         try:
             with self.session.begin_nested():
-                return self.session.execute(_REPLACE, parameters)
+                return _updated(self.session.execute(statement, parameters))
         except IntegrityError as error:
             text = str(error.orig)
             if _UNIQUE_CONSTRAINT in text or "name_key" in text:
@@ -666,22 +803,14 @@ class DirectoryStore:
         )
 
     def _insert_values(self, rows: builtins.list[dict[str, Any]]) -> None:
-        """The attribute-index rows of one document, in one statement.
+        """SQLite: the attribute-index rows of one document, in one executemany.
 
-        On PostgreSQL the rows travel as one array per column and are inserted
-        by a single ``INSERT ... SELECT FROM unnest(...)``: an executemany
-        costs the driver a message per row, which made it the dearest step of
-        a create. SQLite runs in process: executemany costs nothing extra.
+        SQLite runs in process, so an executemany costs nothing extra; on
+        PostgreSQL the rows travel as one array per column inside the write's
+        own statement (:func:`_create_indexed`, :func:`_replace_at_once`).
         """
-        if not rows:
-            return
-        if self.dialect != "postgresql":
+        if rows:
             self.session.execute(_VALUES.insert(), rows)
-            return
-        self.session.execute(
-            _INSERT_VALUES_UNNEST,
-            {name: [row[name] for row in rows] for name in _VALUE_COLUMNS},
-        )
 
     def _check_version(self, current: int, expected: str | None) -> None:
         """``If-Match`` (RFC 7644 section 3.14): a stale version writes nothing."""
