@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from scim2_models import EnterpriseUser, Group, ScimFilter, User
+from scim2_models.path import AttrPath, CompareOperator, Comparison
 from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session
 
@@ -241,9 +242,9 @@ class TestWhichFiltersAreLookups:
         assert equality_lookup(model, ResourceKind.USER, replace(by_user_name, sort=sort))
 
     def test_a_value_no_column_can_hold_goes_to_the_compiler(self) -> None:
-        query = query_of(ResourceKind.USER, 'userName eq "x"')
-        assert query.filter is not None
-        unstorable = replace(query, filter=replace(query.filter, value="a\x00b"))  # type: ignore[type-var]
+        unstorable = ListQuery(
+            filter=Comparison(AttrPath("userName"), CompareOperator.eq, "a\x00b")
+        )
         model = DEFAULT_MODELS[ResourceKind.USER]
         assert equality_lookup(model, ResourceKind.USER, unstorable) is None
 
