@@ -12,6 +12,7 @@ an order it cannot tell from the one it asked for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -133,6 +134,25 @@ def search_parameters(fields: Mapping[str, Any], models: Any) -> SearchRequest[A
     order_key = next((key for key in fields if key.lower() == "sortorder"), None)
     if order_key is not None and isinstance(fields[order_key], str):
         fields[order_key] = fields[order_key].lower()
+    if all(isinstance(value, str) for value in fields.values()):
+        # A query string: the same few parameters come again and again.
+        validated = _validated_query_parameters(models, tuple(fields.items()))
+        return validated.model_copy()
+    return _validated_search_parameters(models, fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_query_parameters(
+    models: Any, fields: tuple[tuple[str, str], ...]
+) -> SearchRequest[Any]:
+    """:func:`_validated_search_parameters` of string parameters, remembered.
+
+    Callers get a copy: the remembered request is never handed out.
+    """
+    return _validated_search_parameters(models, dict(fields))
+
+
+def _validated_search_parameters(models: Any, fields: dict[str, Any]) -> SearchRequest[Any]:
     try:
         return SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
     except ValidationError as exc:
