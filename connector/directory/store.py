@@ -104,7 +104,7 @@ from connector.directory.indexing import (
     stored_document,
     value_rows,
 )
-from connector.directory.lookups import equality_lookup, lookup_parameters, lookup_where
+from connector.directory.listings import listing_parameters, listing_where, prepared_listing
 from connector.directory.members import apply_member_changes, check_member_ids
 from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import resolve_attribute
@@ -299,15 +299,14 @@ def _paged(statement: _PageSelect) -> _PageSelect:
 
 
 @functools.cache
-def _lookup_statements(
-    column: str, nullable: bool, ordered: bool
+def _listing_statements(
+    column: str | None, nullable: bool, ordered: bool
 ) -> tuple[_PageSelect, Select[int]]:
-    """A page and a count of resources whose indexed ``column`` equals a key.
+    """A page and a count of a kind's resources, or of those whose indexed ``column`` is a key.
 
-    ``ordered``: in creation order, as :func:`sort_order` gives without
-    ``sortBy``, for a lookup that may match several resources.
+    ``ordered``: in creation order, as :func:`sort_order` gives without ``sortBy``.
     """
-    where = lookup_where(column, nullable)
+    where = listing_where(column, nullable)
     page = select(*_RESOURCE_COLUMNS).where(*where)
     if ordered:
         page = page.order_by(*creation_order())
@@ -392,19 +391,20 @@ class DirectoryStore:
     def list(self, kind: ResourceKind, query: ListQuery) -> Page:
         """RFC 7644 section 3.4.2: filter, sort, page, all in SQL; total counts every match.
 
-        An equality on an indexed column (the lookup IdPs make before a
-        create) runs statements built once (:mod:`connector.directory.lookups`).
+        A page of a whole kind and an equality on an indexed column (the
+        lookup IdPs make before a create) run statements built once
+        (:mod:`connector.directory.listings`).
         """
         offset = max(query.start_index, 1) - 1
         limit = max(query.count, 0)
-        lookup = equality_lookup(self.models[kind], kind, query)
+        listing = prepared_listing(self.models[kind], kind, query)
         where: builtins.list[ColumnElement[bool]] = []
         page: _PageSelect
         count: Select[int] | None = None
         parameters: dict[str, Any] = {}
-        if lookup is not None:
-            page, count = _lookup_statements(lookup.column, lookup.nullable, not lookup.at_most_one)
-            parameters = lookup_parameters(lookup, self.org_id, kind)
+        if listing is not None:
+            page, count = _listing_statements(listing.column, listing.nullable, listing.ordered)
+            parameters = listing_parameters(listing, self.org_id, kind)
         else:
             where = self._scope(kind)
             if query.filter is not None:
@@ -781,7 +781,7 @@ class DirectoryStore:
         created: datetime,
         modified: datetime,
     ) -> Document:
-        document = {key: value for key, value in kept.items()}
+        document = dict(kept)
         document["id"] = resource_id
         document["meta"] = {
             "resourceType": kind.value,

@@ -1,9 +1,10 @@
-"""Equality lookups on an indexed column answer exactly what the filter compiler answers.
+"""Prepared listings answer exactly what the filter compiler answers.
 
 ``userName eq``, ``externalId eq``, ``displayName eq`` and ``id eq`` (what Okta
-and Entra ID send before nearly every create, RFC 7644 section 3.4.2.2) run
-statements built once (:mod:`connector.directory.lookups`). Each query here
-is answered twice, once through them and once through
+and Entra ID send before nearly every create, RFC 7644 section 3.4.2.2), and
+a plain page through a kind, run statements built once
+(:mod:`connector.directory.listings`). Each query here is answered twice,
+once through them and once through
 :class:`~connector.directory.filters.FilterCompiler`, on SQLite and
 PostgreSQL, and the pages must be identical: same resources in the same
 order, same total, same members.
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session
 
 from connector.directory import store as store_module
-from connector.directory.lookups import equality_lookup
+from connector.directory.listings import EVERY_RESOURCE, prepared_listing
 from connector.directory.store import DEFAULT_MODELS, SqlBackend
 from connector.directory.tables import ScimResource
 from scim.backend import ListQuery, MemberChanges, Page, ResourceKind, SortKey
@@ -75,9 +76,10 @@ def directory(backend: SqlBackend, other_org_id: int, session: Session) -> dict[
     return ids
 
 
-def query_of(kind: ResourceKind, text: str, **options: Any) -> ListQuery:
+def query_of(kind: ResourceKind, text: str | None, **options: Any) -> ListQuery:
     model = UserModel if kind is ResourceKind.USER else Group
-    return ListQuery(filter=ScimFilter[model](text).ast, **options)  # type: ignore[valid-type]
+    node = None if text is None else ScimFilter[model](text).ast  # type: ignore[valid-type]
+    return ListQuery(filter=node, **options)
 
 
 def compiled(
@@ -85,13 +87,13 @@ def compiled(
 ) -> Page:
     """The page the filter compiler gives for ``query``."""
     with monkeypatch.context() as patched:
-        patched.setattr(store_module, "equality_lookup", lambda *arguments: None)
+        patched.setattr(store_module, "prepared_listing", lambda *arguments: None)
         return backend.list(kind, query)
 
 
 def looked_up(backend: SqlBackend, kind: ResourceKind, query: ListQuery) -> Page:
-    """The page the lookup statements give for ``query``."""
-    assert equality_lookup(DEFAULT_MODELS[kind], kind, query) is not None
+    """The page the prepared statements give for ``query``."""
+    assert prepared_listing(DEFAULT_MODELS[kind], kind, query) is not None
     return backend.list(kind, query)
 
 
@@ -160,6 +162,19 @@ class TestSameAnswers:
         expected = compiled(backend, ResourceKind.GROUP, query, monkeypatch)
         assert looked_up(backend, ResourceKind.GROUP, query) == expected
 
+    @pytest.mark.parametrize("paging", PAGINGS)
+    @pytest.mark.parametrize("kind", [ResourceKind.USER, ResourceKind.GROUP])
+    def test_pages_of_a_whole_kind(
+        self,
+        backend: SqlBackend,
+        monkeypatch: pytest.MonkeyPatch,
+        kind: ResourceKind,
+        paging: dict[str, Any],
+    ) -> None:
+        query = query_of(kind, None, **paging)
+        expected = compiled(backend, kind, query, monkeypatch)
+        assert looked_up(backend, kind, query) == expected
+
     @pytest.mark.parametrize("spelling", ["exact", "upper"])
     @pytest.mark.parametrize("kind", [ResourceKind.USER, ResourceKind.GROUP])
     def test_id_lookups(
@@ -181,7 +196,7 @@ class TestSameAnswers:
     def test_the_answers_are_what_the_rfc_asks(self, backend: SqlBackend) -> None:
         """Not only equal to the compiler's: userName folds case, externalId does not."""
 
-        def names(text: str, **paging: Any) -> tuple[int, list[str]]:
+        def names(text: str | None, **paging: Any) -> tuple[int, list[str]]:
             query = query_of(ResourceKind.USER, text, **paging)
             page = looked_up(backend, ResourceKind.USER, query)
             return page.total, [document["userName"] for document in page.resources]
@@ -193,6 +208,7 @@ class TestSameAnswers:
         assert names('externalId eq "shared"', count=0) == (3, [])
         assert names('externalId eq "shared"', start_index=9) == (3, [])
         assert names('userName eq "nobody"') == (0, [])
+        assert names(None, start_index=2, count=3) == (6, ["jsmith", "ann", "bob"])
 
     def test_a_found_resource_carries_its_memberships(
         self, backend: SqlBackend, directory: dict[str, str]
@@ -210,7 +226,14 @@ class TestSameAnswers:
         ]
 
 
-class TestWhichFiltersAreLookups:
+class TestWhichRequestsArePrepared:
+    def test_a_page_of_a_whole_kind_is_prepared_unless_sorted(self) -> None:
+        model = DEFAULT_MODELS[ResourceKind.GROUP]
+        query = query_of(ResourceKind.GROUP, None, start_index=3, count=7)
+        assert prepared_listing(model, ResourceKind.GROUP, query) == EVERY_RESOURCE
+        sorted_query = replace(query, sort=SortKey("displayName"))
+        assert prepared_listing(model, ResourceKind.GROUP, sorted_query) is None
+
     @pytest.mark.parametrize(
         "text",
         [
@@ -229,24 +252,25 @@ class TestWhichFiltersAreLookups:
     )
     def test_everything_else_goes_to_the_compiler(self, text: str) -> None:
         query = query_of(ResourceKind.USER, text)
-        assert equality_lookup(DEFAULT_MODELS[ResourceKind.USER], ResourceKind.USER, query) is None
+        assert prepared_listing(DEFAULT_MODELS[ResourceKind.USER], ResourceKind.USER, query) is None
 
     def test_a_sorted_lookup_that_may_match_several_goes_to_the_compiler(self) -> None:
         model = DEFAULT_MODELS[ResourceKind.USER]
         sort = SortKey("userName", descending=True)
         by_external_id = query_of(ResourceKind.USER, 'externalId eq "x"')
         by_user_name = query_of(ResourceKind.USER, 'userName eq "x"')
-        assert equality_lookup(model, ResourceKind.USER, by_external_id) is not None
-        assert equality_lookup(model, ResourceKind.USER, replace(by_external_id, sort=sort)) is None
+        assert prepared_listing(model, ResourceKind.USER, by_external_id) is not None
+        sorted_by_name = replace(by_external_id, sort=sort)
+        assert prepared_listing(model, ResourceKind.USER, sorted_by_name) is None
         # One match at most: its order is moot, the sort is not applied.
-        assert equality_lookup(model, ResourceKind.USER, replace(by_user_name, sort=sort))
+        assert prepared_listing(model, ResourceKind.USER, replace(by_user_name, sort=sort))
 
     def test_a_value_no_column_can_hold_goes_to_the_compiler(self) -> None:
         unstorable = ListQuery(
             filter=Comparison(AttrPath("userName"), CompareOperator.eq, "a\x00b")
         )
         model = DEFAULT_MODELS[ResourceKind.USER]
-        assert equality_lookup(model, ResourceKind.USER, unstorable) is None
+        assert prepared_listing(model, ResourceKind.USER, unstorable) is None
 
     @pytest.mark.usefixtures("directory")
     def test_a_sorted_external_id_lookup_is_sorted(
