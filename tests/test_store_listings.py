@@ -120,6 +120,7 @@ PAGINGS: list[dict[str, Any]] = [
     {"start_index": 3, "count": 0},
     {"start_index": 50},
     {"start_index": 50, "count": 0},
+    {"start_index": 2**63 - 1},
     {"include_members": False},
 ]
 

@@ -66,6 +66,7 @@ from scim2_models import (
     UniquenessException,
 )
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     DateTime,
@@ -292,9 +293,12 @@ def _delete_at_once(kind: ResourceKind) -> Any:
 
 
 def _paged(statement: _PageSelect) -> _PageSelect:
-    """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution."""
-    return statement.offset(bindparam("page_offset", type_=Integer())).limit(
-        bindparam("page_limit", type_=Integer())
+    """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution.
+
+    64-bit: ``startIndex`` may go up to 2**63 - 1 (RFC 7644 section 3.4.2.4 sets no bound).
+    """
+    return statement.offset(bindparam("page_offset", type_=BigInteger())).limit(
+        bindparam("page_limit", type_=BigInteger())
     )
 
 
