@@ -27,7 +27,6 @@ from scim2_models import (
     InvalidValueException,
     Resource,
     ResponseParameters,
-    ScimFilter,
     SearchRequest,
 )
 from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, ValuePath
@@ -35,6 +34,7 @@ from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, Va
 from scim.backend import ListQuery, ResourceKind, SortKey
 from scim.errors import exception_from_validation_error
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
+from scim.filter_shapes import parse_filter_text
 from scim.limits import count_value_path_comparisons
 from scim.resources import MEMBERSHIP_ATTRIBUTE
 from scim.settings import ScimSettings
@@ -180,8 +180,8 @@ def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSett
         raise InvalidFilterException(
             detail=f"filter is longer than {settings.max_filter_length} characters"
         )
-    parsed = ScimFilter[model](text)  # type: ignore[valid-type]
-    comparisons = count_comparisons(parsed.ast)
+    parsed = parse_filter_text(model, text)
+    comparisons = count_comparisons(parsed)
     if comparisons > settings.max_filter_comparisons:
         raise InvalidFilterException(
             detail=f"filter has {comparisons} comparisons, "
@@ -189,13 +189,13 @@ def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSett
         )
     # Each comparison in a value path is evaluated against every entry of the
     # tenant's attribute index, so it has a lower cap of its own.
-    in_value_paths = count_value_path_comparisons(parsed.ast)
+    in_value_paths = count_value_path_comparisons(parsed)
     if in_value_paths > settings.max_value_path_comparisons:
         raise InvalidFilterException(
             detail=f"filter has {in_value_paths} comparisons inside value paths (attr[...]), "
             f"more than the {settings.max_value_path_comparisons} allowed"
         )
-    return parsed.ast
+    return parsed
 
 
 def count_comparisons(node: FilterNode) -> int:
