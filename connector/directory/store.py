@@ -119,7 +119,8 @@ the ones the protocol layer serves (:data:`scim.resources.MODELS`)."""
 ResourceRow = Row[*tuple[Any, ...]]
 """A row of ``scim_resources`` columns, as the store reads them."""
 
-_PageSelect = Select[*tuple[Any, ...]]
+_AnySelect = Select[*tuple[Any, ...]]
+"""A SELECT of rows of any columns."""
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 _MAX_VERSION = 2**31 - 1
@@ -292,7 +293,7 @@ def _delete_at_once(kind: ResourceKind) -> Any:
     return select(gone.c.id, related_ids.label("related"))
 
 
-def _paged(statement: _PageSelect) -> _PageSelect:
+def _paged(statement: _AnySelect) -> _AnySelect:
     """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution.
 
     64-bit: ``startIndex`` may go up to 2**63 - 1 (RFC 7644 section 3.4.2.4 sets no bound).
@@ -305,7 +306,7 @@ def _paged(statement: _PageSelect) -> _PageSelect:
 @functools.cache
 def _listing_statements(
     column: str | None, nullable: bool, ordered: bool
-) -> tuple[_PageSelect, Select[int]]:
+) -> tuple[_AnySelect, Select[int]]:
     """A page and a count of a kind's resources, or of those whose indexed ``column`` is a key.
 
     ``ordered``: in creation order, as :func:`sort_order` gives without ``sortBy``.
@@ -318,7 +319,7 @@ def _listing_statements(
 
 
 @functools.cache
-def _memberships(kind: ResourceKind, dialect: str, *, single: bool) -> _PageSelect:
+def _memberships(kind: ResourceKind, dialect: str, *, single: bool) -> _AnySelect:
     """Users' groups or Groups' members, each with the resource it belongs to, by name.
 
     Of the one resource bound to ``owner`` when ``single``, else of those
@@ -403,7 +404,7 @@ class DirectoryStore:
         limit = max(query.count, 0)
         listing = prepared_listing(self.models[kind], kind, query)
         where: builtins.list[ColumnElement[bool]] = []
-        page: _PageSelect
+        page: _AnySelect
         count: Select[int] | None = None
         parameters: dict[str, Any] = {}
         if listing is not None:
