@@ -194,6 +194,58 @@ _BUMP_GROUP = (
 _BUMP_GROUP_AT_VERSION = _BUMP_GROUP.where(_RESOURCES.c.version == bindparam("expected"))
 
 
+def _paged(statement: _AnySelect) -> _AnySelect:
+    """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution.
+
+    64-bit: ``startIndex`` may go up to 2**63 - 1 (RFC 7644 section 3.4.2.4 sets no bound).
+    """
+    return statement.offset(bindparam("page_offset", type_=BigInteger())).limit(
+        bindparam("page_limit", type_=BigInteger())
+    )
+
+
+@functools.cache
+def _listing_statements(
+    column: str | None, nullable: bool, ordered: bool
+) -> tuple[_AnySelect, Select[int]]:
+    """A page and a count of a kind's resources, or of those whose indexed ``column`` is a key.
+
+    ``ordered``: in creation order, as :func:`sort_order` gives without ``sortBy``.
+    """
+    where = listing_where(column, nullable)
+    page = select(*_RESOURCE_COLUMNS).where(*where)
+    if ordered:
+        page = page.order_by(*creation_order())
+    return _paged(page), select(func.count()).select_from(_RESOURCES).where(*where)
+
+
+@functools.cache
+def _memberships(kind: ResourceKind, dialect: str, *, single: bool) -> _AnySelect:
+    """Users' groups or Groups' members, each with the resource it belongs to, by name.
+
+    Of the one resource bound to ``owner`` when ``single``, else of those
+    bound to ``owners`` (:func:`connector.db.dialect.bound_ids`). A group
+    member's ``display`` is its stored label, else the user's displayName,
+    else its userName.
+    """
+    own, other = _membership_sides(kind)
+    related = _RESOURCES.c
+    owned: ColumnElement[bool] = (
+        own == bindparam("owner") if single else sql.in_bound_ids(dialect, own, "owners")
+    )
+    shown: ColumnElement[Any] = related.name
+    if kind is ResourceKind.GROUP:
+        shown = func.coalesce(
+            _MEMBERS.c.display, related.document["displayName"].as_string(), related.name
+        )
+    return (
+        select(own, related.id, shown)
+        .join(_RESOURCES, related.id == other)
+        .where(owned)
+        .order_by(related.name_key, related.id)
+    )
+
+
 @dataclass(frozen=True)
 class Written:
     """What one create, replace or member update did.
@@ -291,58 +343,6 @@ def _delete_at_once(kind: ResourceKind) -> Any:
     )
     related_ids = select(func.array_agg(memberships.c.related)).scalar_subquery()
     return select(gone.c.id, related_ids.label("related"))
-
-
-def _paged(statement: _AnySelect) -> _AnySelect:
-    """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution.
-
-    64-bit: ``startIndex`` may go up to 2**63 - 1 (RFC 7644 section 3.4.2.4 sets no bound).
-    """
-    return statement.offset(bindparam("page_offset", type_=BigInteger())).limit(
-        bindparam("page_limit", type_=BigInteger())
-    )
-
-
-@functools.cache
-def _listing_statements(
-    column: str | None, nullable: bool, ordered: bool
-) -> tuple[_AnySelect, Select[int]]:
-    """A page and a count of a kind's resources, or of those whose indexed ``column`` is a key.
-
-    ``ordered``: in creation order, as :func:`sort_order` gives without ``sortBy``.
-    """
-    where = listing_where(column, nullable)
-    page = select(*_RESOURCE_COLUMNS).where(*where)
-    if ordered:
-        page = page.order_by(*creation_order())
-    return _paged(page), select(func.count()).select_from(_RESOURCES).where(*where)
-
-
-@functools.cache
-def _memberships(kind: ResourceKind, dialect: str, *, single: bool) -> _AnySelect:
-    """Users' groups or Groups' members, each with the resource it belongs to, by name.
-
-    Of the one resource bound to ``owner`` when ``single``, else of those
-    bound to ``owners`` (:func:`connector.db.dialect.bound_ids`). A group
-    member's ``display`` is its stored label, else the user's displayName,
-    else its userName.
-    """
-    own, other = _membership_sides(kind)
-    related = _RESOURCES.c
-    owned: ColumnElement[bool] = (
-        own == bindparam("owner") if single else sql.in_bound_ids(dialect, own, "owners")
-    )
-    shown: ColumnElement[Any] = related.name
-    if kind is ResourceKind.GROUP:
-        shown = func.coalesce(
-            _MEMBERS.c.display, related.document["displayName"].as_string(), related.name
-        )
-    return (
-        select(own, related.id, shown)
-        .join(_RESOURCES, related.id == other)
-        .where(owned)
-        .order_by(related.name_key, related.id)
-    )
 
 
 def _version(expected: str | None) -> int | None:
