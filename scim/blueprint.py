@@ -17,10 +17,11 @@ it registers a ``before_request`` on this blueprint that raises
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 from scim2_models import (
     Context,
@@ -34,6 +35,7 @@ from scim2_models import (
 )
 from werkzeug.datastructures import ETags
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import get_current_url
 
 from scim.backend import Backend, BackendProvider, ResourceKind, Stored
 from scim.bulk import process_bulk
@@ -156,6 +158,12 @@ def create_blueprint(
     return blueprint
 
 
+def _base_url(app: Flask, scheme: str, host: str, root_path: str, blueprint: str | None) -> str:
+    """The SCIM base URL of a request to ``app`` with these parts, in its request context."""
+    path = url_for(f"{blueprint}.service_provider_config")
+    return get_current_url(scheme, host).rstrip("/") + path.removesuffix("/ServiceProviderConfig")
+
+
 def _default_schemas() -> ServedSchemas:
     return DEFAULT_SCHEMAS
 
@@ -183,6 +191,10 @@ class _Views:
             for model in publication.type.schemas
         }
         self.published_schemas = tuple(published_schemas.values())
+        # What the base URL depends on repeats from request to request, while
+        # building it (a URL build, an IRI conversion) is a noticeable part of
+        # a short request's CPU. Bounded: the Host header is the client's.
+        self._base_urls = functools.lru_cache(maxsize=64)(_base_url)
 
     # -- errors ----------------------------------------------------------------
 
@@ -432,8 +444,13 @@ class _Views:
         """The absolute SCIM base URL of this request, such as ``https://hub.example/scim/v2``."""
         found: str | None = g.get("scim_base_url")
         if found is None:
-            path = url_for(f"{request.blueprint}.service_provider_config")
-            found = request.host_url.rstrip("/") + path.removesuffix("/ServiceProviderConfig")
+            found = self._base_urls(
+                current_app._get_current_object(),  # type: ignore[attr-defined]
+                request.scheme,
+                request.host,
+                request.root_path,
+                request.blueprint,
+            )
             g.scim_base_url = found
         return found
 

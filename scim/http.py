@@ -9,6 +9,7 @@ headers.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Request
@@ -67,12 +68,17 @@ def read_json_body(request: Request, max_bytes: int, max_depth: int = MAX_JSON_D
     return body
 
 
+_WEAK_NUMBER = re.compile(r'W/"[0-9]+"')
+
+
 def weak_etag(version: str) -> str:
     """The weak entity tag of a stored version (RFC 7644 section 3.14, RFC 7232 section 2.3).
 
     A backend may keep its version as the bare opaque value or as the ETag
     itself; both give the same header.
     """
+    if _WEAK_NUMBER.fullmatch(version):
+        return version  # already the weak tag of a number, as backends keep it
     opaque, _ = unquote_etag(version)
     return quote_etag(opaque or version, weak=True)
 

@@ -12,6 +12,7 @@ an order it cannot tell from the one it asked for.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -26,7 +27,6 @@ from scim2_models import (
     InvalidValueException,
     Resource,
     ResponseParameters,
-    ScimFilter,
     SearchRequest,
 )
 from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, ValuePath
@@ -34,6 +34,7 @@ from scim2_models.path import AttributeBinding, FilterNode, LogicalExpr, Not, Va
 from scim.backend import ListQuery, ResourceKind, SortKey
 from scim.errors import exception_from_validation_error
 from scim.extensions import DEFAULT_SCHEMAS, ServedSchemas
+from scim.filter_shapes import parse_filter_text
 from scim.limits import count_value_path_comparisons
 from scim.resources import MEMBERSHIP_ATTRIBUTE
 from scim.settings import ScimSettings
@@ -133,6 +134,25 @@ def search_parameters(fields: Mapping[str, Any], models: Any) -> SearchRequest[A
     order_key = next((key for key in fields if key.lower() == "sortorder"), None)
     if order_key is not None and isinstance(fields[order_key], str):
         fields[order_key] = fields[order_key].lower()
+    if all(isinstance(value, str) for value in fields.values()):
+        # A query string: the same few parameters come again and again.
+        validated = _validated_query_parameters(models, tuple(fields.items()))
+        return validated.model_copy()
+    return _validated_search_parameters(models, fields)
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_query_parameters(
+    models: Any, fields: tuple[tuple[str, str], ...]
+) -> SearchRequest[Any]:
+    """:func:`_validated_search_parameters` of string parameters, remembered.
+
+    Callers get a copy: the remembered request is never handed out.
+    """
+    return _validated_search_parameters(models, dict(fields))
+
+
+def _validated_search_parameters(models: Any, fields: dict[str, Any]) -> SearchRequest[Any]:
     try:
         return SearchRequest[models].model_validate(fields, scim_ctx=Context.SEARCH_REQUEST)
     except ValidationError as exc:
@@ -160,8 +180,8 @@ def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSett
         raise InvalidFilterException(
             detail=f"filter is longer than {settings.max_filter_length} characters"
         )
-    parsed = ScimFilter[model](text)  # type: ignore[valid-type]
-    comparisons = count_comparisons(parsed.ast)
+    parsed = parse_filter_text(model, text)
+    comparisons = count_comparisons(parsed)
     if comparisons > settings.max_filter_comparisons:
         raise InvalidFilterException(
             detail=f"filter has {comparisons} comparisons, "
@@ -169,13 +189,13 @@ def parse_model_filter(model: type[Resource[Any]], text: Any, settings: ScimSett
         )
     # Each comparison in a value path is evaluated against every entry of the
     # tenant's attribute index, so it has a lower cap of its own.
-    in_value_paths = count_value_path_comparisons(parsed.ast)
+    in_value_paths = count_value_path_comparisons(parsed)
     if in_value_paths > settings.max_value_path_comparisons:
         raise InvalidFilterException(
             detail=f"filter has {in_value_paths} comparisons inside value paths (attr[...]), "
             f"more than the {settings.max_value_path_comparisons} allowed"
         )
-    return parsed.ast
+    return parsed
 
 
 def count_comparisons(node: FilterNode) -> int:

@@ -98,22 +98,31 @@ def response_document(kind: ResourceKind, stored: Stored, base_url: str) -> Docu
     meta["location"] = resource_location(base_url, kind, stored.id)
     if stored.version:
         meta["version"] = weak_etag(stored.version)
-    # The common attributes first, as RFC 7643's examples and scim2-models' dumps show them.
-    document: Document = {}
-    if "schemas" in stored_document:
-        document["schemas"] = stored_document["schemas"]
+    # The common attributes first, as RFC 7643's examples and scim2-models' dumps show them:
+    # their keys are placed, then every stored attribute fills them or follows in its order.
+    document: Document = dict.fromkeys(_LEADING_ATTRIBUTES[_leading(stored_document)])
+    document.update(stored_document)
     document["id"] = stored.id
-    if "externalId" in stored_document:
-        document["externalId"] = stored_document["externalId"]
     document["meta"] = meta
-    for key, value in stored_document.items():
-        document.setdefault(key, value)
     for attribute, target in (("members", ResourceKind.USER), ("groups", ResourceKind.GROUP)):
         if isinstance(document.get(attribute), list):
             document[attribute] = [
                 _with_ref(entry, target, base_url) for entry in document[attribute]
             ]
     return document
+
+
+_LEADING_ATTRIBUTES = (
+    ("id", "meta"),
+    ("schemas", "id", "meta"),
+    ("id", "externalId", "meta"),
+    ("schemas", "id", "externalId", "meta"),
+)
+"""The keys a response document starts with, by which of ``schemas`` and ``externalId`` it has."""
+
+
+def _leading(stored_document: Document) -> int:
+    return ("schemas" in stored_document) + 2 * ("externalId" in stored_document)
 
 
 def _with_ref(entry: Any, kind: ResourceKind, base_url: str) -> Any:

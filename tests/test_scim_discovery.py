@@ -2,6 +2,7 @@
 
 import pytest
 from scim2_models import AuthenticationScheme
+from werkzeug.urls import iri_to_uri
 
 from scim.settings import ScimSettings
 from tests.fake_backend import ScimClient, make_scim_app
@@ -86,3 +87,25 @@ def test_schemas_describe_every_attribute_entra_maps(api):
     manager = next(a for a in enterprise["attributes"] if a["name"] == "manager")
     assert {sub["name"] for sub in manager["subAttributes"]} == {"value", "$ref", "displayName"}
     assert api.get("/Schemas/urn:nope").status_code == 404
+
+
+def test_every_url_follows_the_host_scheme_and_mount_point_of_its_request(api):
+    """The base URL is the request's (RFC 7644 section 3.1), however many requests came before."""
+    for _ in range(2):
+        for base, expected in [
+            ("http://localhost", "http://localhost/scim/v2"),
+            ("https://hub.example", "https://hub.example/scim/v2"),
+            ("http://hub.example:8080", "http://hub.example:8080/scim/v2"),
+            ("https://hub.example/tenant-a/", "https://hub.example/tenant-a/scim/v2"),
+            ("https://xn--bcher-kva.example", "https://bücher.example/scim/v2"),
+        ]:
+            config = api.get("/ServiceProviderConfig", base_url=base).json
+            assert config["meta"]["location"] == f"{expected}/ServiceProviderConfig"
+            created = api.post(
+                "/Users", json={"schemas": [USER], "userName": f"{base}-{_}"}, base_url=base
+            )
+            user_id = created.json["id"]
+            assert created.json["meta"]["location"] == f"{expected}/Users/{user_id}"
+            assert created.headers["Location"] == iri_to_uri(f"{expected}/Users/{user_id}")
+            found = api.get(f"/Users/{user_id}", base_url=base).json
+            assert found["meta"]["location"] == f"{expected}/Users/{user_id}"

@@ -241,3 +241,31 @@ def test_root_search_sorts_by_an_attribute_only_one_type_declares(api, directory
     names = [r.get("userName") or r.get("displayName") for r in response.json["Resources"]]
     assert names[:3] == ["eve@example.com", "dave@example.com", "carol@example.com"]
     assert api.post("/.search", {"sortBy": "shoeSize"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "count=2&startIndex=2",
+        "count=-3&startIndex=-7",
+        "sortBy=userName&sortOrder=DESCENDING&count=2",
+        "attributes=userName,displayName&sortBy=userName",
+        "excludedAttributes=emails&count=1",
+        "count=many",
+        "sortBy=shoeSize",
+        "sortOrder=sideways",
+    ],
+)
+def test_a_query_string_seen_before_gets_the_same_answer(api, directory, query):
+    """Parameters validated once are remembered: a repeat answers as the first did."""
+    answers = [api.get(f"/Users?{query}") for _ in range(3)]
+    for answer in answers[1:]:
+        assert answer.status_code == answers[0].status_code
+        assert answer.json == answers[0].json
+
+
+def test_parameters_valid_for_users_are_checked_again_for_groups(api, directory):
+    assert api.get("/Users?sortBy=userName").status_code == 200
+    response = api.get("/Groups?sortBy=userName")
+    assert response.status_code == 400
+    assert response.json["scimType"] == "invalidPath"

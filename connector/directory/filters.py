@@ -568,7 +568,7 @@ def sort_order(
     store cannot sort by, resources come in creation order.
     """
     expression = None if sort is None else sort_expression(model, kind, sort.attribute)
-    order: list[ColumnElement[Any]] = [RESOURCES.c.created_at.asc(), RESOURCES.c.id.asc()]
+    order = creation_order()
     if expression is None or sort is None:
         return order
     if sort.descending:
@@ -576,6 +576,11 @@ def sort_order(
     else:
         order = [expression.asc().nulls_last(), RESOURCES.c.id.asc()]
     return order
+
+
+def creation_order() -> list[ColumnElement[Any]]:
+    """ORDER BY without ``sortBy``: oldest first, ties broken by id."""
+    return [RESOURCES.c.created_at.asc(), RESOURCES.c.id.asc()]
 
 
 def sort_expression(

@@ -66,12 +66,14 @@ from scim2_models import (
     UniquenessException,
 )
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     DateTime,
     Float,
     Integer,
     Row,
+    Select,
     String,
     Text,
     bindparam,
@@ -90,7 +92,12 @@ from sqlalchemy.orm import Session
 
 from connector.db import dialect as sql
 from connector.db.base import utcnow
-from connector.directory.filters import FilterCompiler, selects_at_most_one, sort_order
+from connector.directory.filters import (
+    FilterCompiler,
+    creation_order,
+    selects_at_most_one,
+    sort_order,
+)
 from connector.directory.indexing import (
     ResourceColumns,
     check_storable,
@@ -99,6 +106,7 @@ from connector.directory.indexing import (
     stored_document,
     value_rows,
 )
+from connector.directory.listings import listing_parameters, listing_where, prepared_listing
 from connector.directory.members import apply_member_changes, check_member_ids
 from connector.directory.tables import ATTRIBUTE_VALUES, GROUP_MEMBERS, RESOURCES
 from scim.attributes import resolve_attribute
@@ -111,6 +119,9 @@ the ones the protocol layer serves (:data:`scim.resources.MODELS`)."""
 
 ResourceRow = Row[*tuple[Any, ...]]
 """A row of ``scim_resources`` columns, as the store reads them."""
+
+_AnySelect = Select[*tuple[Any, ...]]
+"""A SELECT of rows of any columns."""
 
 _ETAG = re.compile(r'\s*(?:W/)?"?(\d+)"?\s*')
 _MAX_VERSION = 2**31 - 1
@@ -173,6 +184,58 @@ _BUMP_GROUP = (
 )
 # The same, only from the version the caller last saw: a stale one bumps nothing.
 _BUMP_GROUP_AT_VERSION = _BUMP_GROUP.where(_RESOURCES.c.version == bindparam("expected"))
+
+
+def _paged(statement: _AnySelect) -> _AnySelect:
+    """``statement`` with OFFSET ``page_offset`` and LIMIT ``page_limit``, bound at execution.
+
+    64-bit: ``startIndex`` may go up to 2**63 - 1 (RFC 7644 section 3.4.2.4 sets no bound).
+    """
+    return statement.offset(bindparam("page_offset", type_=BigInteger())).limit(
+        bindparam("page_limit", type_=BigInteger())
+    )
+
+
+@functools.cache
+def _listing_statements(
+    column: str | None, nullable: bool, ordered: bool
+) -> tuple[_AnySelect, Select[int]]:
+    """A page and a count of a kind's resources, or of those whose indexed ``column`` is a key.
+
+    ``ordered``: in creation order, as :func:`sort_order` gives without ``sortBy``.
+    """
+    where = listing_where(column, nullable)
+    page = select(*_RESOURCE_COLUMNS).where(*where)
+    if ordered:
+        page = page.order_by(*creation_order())
+    return _paged(page), select(func.count()).select_from(_RESOURCES).where(*where)
+
+
+@functools.cache
+def _memberships(kind: ResourceKind, dialect: str, *, single: bool) -> _AnySelect:
+    """Users' groups or Groups' members, each with the resource it belongs to, by name.
+
+    Of the one resource bound to ``owner`` when ``single``, else of those
+    bound to ``owners`` (:func:`connector.db.dialect.bound_ids`). A group
+    member's ``display`` is its stored label, else the user's displayName,
+    else its userName.
+    """
+    own, other = _membership_sides(kind)
+    related = _RESOURCES.c
+    owned: ColumnElement[bool] = (
+        own == bindparam("owner") if single else sql.in_bound_ids(dialect, own, "owners")
+    )
+    shown: ColumnElement[Any] = related.name
+    if kind is ResourceKind.GROUP:
+        shown = func.coalesce(
+            _MEMBERS.c.display, related.document["displayName"].as_string(), related.name
+        )
+    return (
+        select(own, related.id, shown)
+        .join(_RESOURCES, related.id == other)
+        .where(owned)
+        .order_by(related.name_key, related.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -439,25 +502,41 @@ class DirectoryStore:
         return Stored(row.id, etag(row.version), document)
 
     def list(self, kind: ResourceKind, query: ListQuery) -> Page:
-        """RFC 7644 section 3.4.2: filter, sort, page, all in SQL; total counts every match."""
-        where = self._scope(kind)
-        if query.filter is not None:
-            compiler = FilterCompiler(self.models[kind], kind, self.org_id, self.dialect)
-            where.append(compiler.visit(query.filter))
+        """RFC 7644 section 3.4.2: filter, sort, page, all in SQL; total counts every match.
+
+        A page of a whole kind and an equality on an indexed column (the
+        lookup IdPs make before a create) run statements built once
+        (:mod:`connector.directory.listings`).
+        """
         offset = max(query.start_index, 1) - 1
         limit = max(query.count, 0)
+        listing = prepared_listing(self.models[kind], kind, query)
+        where: builtins.list[ColumnElement[bool]] = []
+        page: _AnySelect
+        count: Select[int] | None = None
+        parameters: dict[str, Any] = {}
+        if listing is not None:
+            page, count = _listing_statements(listing.column, listing.nullable, listing.ordered)
+            parameters = listing_parameters(listing, self.org_id, kind)
+        else:
+            where = self._scope(kind)
+            if query.filter is not None:
+                compiler = FilterCompiler(self.models[kind], kind, self.org_id, self.dialect)
+                where.append(compiler.visit(query.filter))
+            page = select(*_RESOURCE_COLUMNS).where(*where)
+            if not selects_at_most_one(kind, query.filter):
+                page = page.order_by(*sort_order(self.models[kind], kind, query.sort))
+            page = _paged(page)
         rows: Sequence[ResourceRow] = []
         if limit:
-            statement = select(*_RESOURCE_COLUMNS).where(*where).offset(offset).limit(limit)
-            if not selects_at_most_one(kind, query.filter):
-                statement = statement.order_by(*sort_order(self.models[kind], kind, query.sort))
-            rows = self.session.execute(statement).all()
+            bounds = {"page_offset": offset, "page_limit": limit}
+            rows = self.session.execute(page, {**parameters, **bounds}).all()
         if limit and len(rows) < limit and (rows or offset == 0):
             total = offset + len(rows)
         else:
-            total = (
-                self.session.scalar(select(func.count()).select_from(_RESOURCES).where(*where)) or 0
-            )
+            if count is None:
+                count = select(func.count()).select_from(_RESOURCES).where(*where)
+            total = self.session.scalar(count, parameters) or 0
         documents = [self._document(kind, row) for row in rows]
         if query.include_members:
             self._attach_memberships(kind, documents)
@@ -836,7 +915,7 @@ class DirectoryStore:
         created: datetime,
         modified: datetime,
     ) -> Document:
-        document = {key: value for key, value in kept.items()}
+        document = dict(kept)
         document["id"] = resource_id
         document["meta"] = {
             "resourceType": kind.value,
@@ -851,39 +930,22 @@ class DirectoryStore:
         if not documents:
             return
         by_id = {document["id"]: document for document in documents}
-        member = _MEMBERS.c
-        related = _RESOURCES.c
-
-        def owned_by(column: ColumnElement[str]) -> ColumnElement[bool]:
-            if len(by_id) == 1:
-                equal: ColumnElement[bool] = column == next(iter(by_id))
-                return equal
-            return sql.in_ids(self.dialect, column, list(by_id))
-
+        if len(by_id) == 1:
+            query = _memberships(kind, self.dialect, single=True)
+            parameters: dict[str, Any] = {"owner": next(iter(by_id))}
+        else:
+            query = _memberships(kind, self.dialect, single=False)
+            parameters = {"owners": sql.bound_ids(self.dialect, list(by_id))}
+        rows = self.session.execute(query, parameters)
         if kind is ResourceKind.USER:
-            query = (
-                select(member.user_id, related.id, related.name)
-                .join(_RESOURCES, related.id == member.group_id)
-                .where(owned_by(member.user_id))
-                .order_by(related.name_key, related.id)
-            )
             entries = (
                 (owner, {"value": group_id, "display": name, "type": "direct"})
-                for owner, group_id, name in self.session.execute(query)
+                for owner, group_id, name in rows
             )
         else:
-            display = func.coalesce(
-                member.display, related.document["displayName"].as_string(), related.name
-            )
-            query = (
-                select(member.group_id, related.id, display)
-                .join(_RESOURCES, related.id == member.user_id)
-                .where(owned_by(member.group_id))
-                .order_by(related.name_key, related.id)
-            )
             entries = (
                 (owner, {"value": user_id, "display": shown, "type": "User"})
-                for owner, user_id, shown in self.session.execute(query)
+                for owner, user_id, shown in rows
             )
         key = MEMBERSHIP_ATTRIBUTE[kind]
         for owner, entry in entries:
