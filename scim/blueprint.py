@@ -490,33 +490,12 @@ class _Views:
 
     def _response_parameters(self, kind: ResourceKind) -> ResponseParameters[Any] | None:
         """``attributes`` and ``excludedAttributes`` of the query string (RFC 7644 section 3.9)."""
-        parameters = {
-            key: value
-            for key, value in query_parameters(request.args).items()
-            if key in ("attributes", "excludedAttributes")
-        }
-        if not parameters:
-            return None
         model = self.served().model(kind)
-        try:
-            return ResponseParameters[model].model_validate(parameters)  # type: ignore[valid-type]
-        except ValidationError as exc:
-            raise exception_from_validation_error(exc) from exc
+        return _projection(ResponseParameters[model])  # type: ignore[valid-type]
 
     def _published_parameters(self, publication: Publication) -> SearchRequest[Any] | None:
         """``attributes`` and ``excludedAttributes`` for a published resource (RFC 7644 3.9)."""
-        parameters = {
-            key: value
-            for key, value in query_parameters(request.args).items()
-            if key in ("attributes", "excludedAttributes")
-        }
-        if not parameters:
-            return None
-        model = publication.type.model
-        try:
-            return SearchRequest[model].model_validate(parameters)  # type: ignore[valid-type]
-        except ValidationError as exc:
-            raise exception_from_validation_error(exc) from exc
+        return _projection(SearchRequest[publication.type.model])  # type: ignore[name-defined]
 
     def _wants_members(
         self, kind: ResourceKind, parameters: ResponseParameters[Any] | None
@@ -533,6 +512,27 @@ class _Views:
         if not self.settings.etag_supported or "If-None-Match" not in request.headers:
             return None
         return request.if_none_match
+
+
+P = TypeVar("P", ResponseParameters[Any], SearchRequest[Any])
+
+
+def _projection(parameters_type: type[P]) -> P | None:
+    """The query string's ``attributes`` and ``excludedAttributes`` as ``parameters_type``.
+
+    None when it names neither (RFC 7644 section 3.9).
+    """
+    given = {
+        key: value
+        for key, value in query_parameters(request.args).items()
+        if key in ("attributes", "excludedAttributes")
+    }
+    if not given:
+        return None
+    try:
+        return parameters_type.model_validate(given)
+    except ValidationError as exc:
+        raise exception_from_validation_error(exc) from exc
 
 
 def _no_content(headers: dict[str, str] | None = None, status: int = 204) -> Response:

@@ -253,9 +253,6 @@ def _mount_scim(app: Flask, settings: Settings) -> None:
     app.register_error_handler(OperationalError, _database_busy)
 
 
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
 def _count_committed_write(response: Response) -> Response:
     if request.method in _WRITE_METHODS and response.status_code < 400:
         hub_scim().statistics.write_committed()
